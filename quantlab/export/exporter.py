@@ -1,0 +1,111 @@
+"""`quantlab export`: the FP32 embedder and main .tflite files, the tokenizer and manifest.json."""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from quantlab import manifest
+from quantlab.atomic import atomic_path, check_writable
+from quantlab.export import layout
+from quantlab.export.npu_main import Embedder, NpuGemma3Main, sample_main_inputs
+from quantlab.models.loaded import LoadedModel
+from quantlab.progress import Stage
+from quantlab.runtime.host_inputs import host_params_from_model
+
+
+def embedder_path(out: Path, name: str) -> Path:
+    return out / f"{name}_embedder_fp32.tflite"
+
+
+def main_path(out: Path, name: str, variant: str = "fp32") -> Path:
+    return out / f"{name}_main_{variant}.tflite"
+
+
+def _convert(module: torch.nn.Module, signatures: dict[str, dict], path: Path) -> None:
+    """Convert `module` with one signature per entry and write it atomically to `path`."""
+    import litert_torch
+
+    conv = None
+    for sig, kwargs in signatures.items():
+        conv = (conv or litert_torch).signature(sig, module, sample_kwargs=kwargs)
+    edge = conv.convert()
+    with atomic_path(path) as tmp:
+        edge.export(str(tmp))
+    del edge
+
+
+def model_record(loaded: LoadedModel) -> dict[str, Any]:
+    cfg = loaded.config
+    return {
+        "name": loaded.name,
+        "spec": loaded.spec,
+        "source": loaded.source,
+        "random_weights": loaded.random_weights,
+        "num_layers": cfg.num_hidden_layers,
+        "layer_types": list(cfg.layer_types),
+        "hidden_size": cfg.hidden_size,
+        "num_heads": cfg.num_attention_heads,
+        "num_kv_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "vocab_size": cfg.vocab_size,
+        "bos_token_id": cfg.bos_token_id,
+        "eos_token_ids": _eos_ids(loaded),
+        "pad_token_id": cfg.pad_token_id,
+    }
+
+
+def _eos_ids(loaded: LoadedModel) -> list[int]:
+    ids = loaded.config.eos_token_id
+    ids = list(ids) if isinstance(ids, (list, tuple)) else [ids]
+    # Gemma3 instruction-tuned turns end with <end_of_turn>; stopping there too is what users expect.
+    eot = loaded.tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    if isinstance(eot, int) and eot != loaded.tokenizer.unk_token_id and eot not in ids:
+        ids.append(eot)
+    return ids
+
+
+def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, overwrite: bool = False) -> dict:
+    """Export `loaded` into `out`; returns the manifest. Refuses to replace existing files unless `overwrite`."""
+    out = Path(out)
+    emb_path, main_fp32 = embedder_path(out, loaded.name), main_path(out, loaded.name)
+    for p in (emb_path, main_fp32, out / manifest.MANIFEST):
+        check_writable(p, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = loaded.config
+    timings: dict[str, float] = {}
+    sigs = config.signatures()
+
+    with torch.no_grad():
+        with Stage("export embedder", timings):
+            emb = Embedder(loaded.model).eval()
+            _convert(emb, {s: {layout.EMBEDDER_INPUT: torch.zeros(1, t, dtype=torch.int32)} for s, t in sigs.items()},
+                     emb_path)
+            del emb
+        gc.collect()
+        with Stage("export main", timings):
+            main = NpuGemma3Main(loaded.model).eval()
+            _convert(main, {s: sample_main_inputs(cfg, config, t) for s, t in sigs.items()}, main_fp32)
+            del main
+        gc.collect()
+
+    tok_dir = out / manifest.TOKENIZER_DIR
+    loaded.tokenizer.save_pretrained(str(tok_dir))
+    host = host_params_from_model(loaded.model, config.cache_len, config.prefill_len)
+    data = {
+        "model": model_record(loaded),
+        "host": manifest.host_record(host),
+        "signatures": sigs,
+        "artifacts": {
+            "embedder_fp32": manifest.artifact_record(emb_path, role="embedder", scheme="fp32", io_dtype="float32"),
+            "fp32": manifest.artifact_record(main_fp32, role="main", scheme="fp32", io_dtype="float32"),
+        },
+        "timings_s": {"export": timings},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    manifest.save(out, data)
+    return data

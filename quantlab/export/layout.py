@@ -1,0 +1,80 @@
+"""The NPU layout: signature names, tensor names and shapes shared by the exporter and the host runtime.
+
+main is stateless. For a chunk of T new tokens at positions [p, p+T) it takes:
+  embeddings        [1, T, hidden]          float
+  mask_global       [1, 1, T, C + T]        additive mask over (cache slots, new tokens), 0 = visible
+  mask_local        [1, 1, T, C + T]        the same, restricted to the sliding window
+  cos_global/sin_global, cos_local/sin_local  [1, T, head_dim]  RoPE at the new positions
+  k_cache_i, v_cache_i                      [1, kv_heads, C, head_dim] per layer
+and returns logits [1, T, vocab] plus k_slice_i, v_slice_i [1, kv_heads, T, head_dim]: the new keys/values, which the
+host writes into its caches at positions [p, p+T).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Additive mask value. -100 rather than -inf: softmax weight e^-100 is zero in float32, yet the range stays small, so a
+# quantized mask (and the score + mask sum) keeps fine resolution for the real scores. Masked slots that were never
+# written hold zero keys (score 0), so -100 masks them exactly.
+MASK_VALUE = -100.0
+
+MAIN_INPUTS = ("embeddings", "mask_global", "mask_local", "cos_global", "sin_global", "cos_local", "sin_local")
+EMBEDDER_INPUT = "tokens"
+EMBEDDER_OUTPUT = "embeddings"
+LOGITS = "logits"
+
+
+def k_cache(i: int) -> str:
+    return f"k_cache_{i}"
+
+
+def v_cache(i: int) -> str:
+    return f"v_cache_{i}"
+
+
+def k_slice(i: int) -> str:
+    return f"k_slice_{i}"
+
+
+def v_slice(i: int) -> str:
+    return f"v_slice_{i}"
+
+
+def prefill_signature(prefill_len: int) -> str:
+    return f"prefill_{prefill_len}"
+
+
+DECODE = "decode"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How main is shaped.
+
+    prefill_len: tokens per prefill call. 128 suits the NPU (one graph, fixed shape); a longer prompt is run in chunks.
+      Choose smaller to cut prefill latency for short prompts, larger for throughput on long ones.
+    cache_len: KV cache slots; the longest context (prompt + generated tokens). 1280 is LiteRT's NPU default; every
+      slot costs memory and attention time in every call, so choose the smallest that fits your use.
+    """
+
+    prefill_len: int = 128
+    cache_len: int = 1280
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.prefill_len <= 4096:
+            raise ValueError(f"prefill_len must be between 1 and 4096, got {self.prefill_len}; try 128")
+        if self.cache_len < self.prefill_len:
+            raise ValueError(
+                f"cache_len ({self.cache_len}) must be at least prefill_len ({self.prefill_len}); raise --cache-len"
+            )
+        if self.cache_len > 32768:
+            raise ValueError(f"cache_len must be at most 32768, got {self.cache_len}")
+
+    @property
+    def prefill_signature(self) -> str:
+        return prefill_signature(self.prefill_len)
+
+    def signatures(self) -> dict[str, int]:
+        """Signature name → tokens per call."""
+        return {self.prefill_signature: self.prefill_len, DECODE: 1}

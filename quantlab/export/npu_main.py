@@ -1,0 +1,148 @@
+"""main in the NPU layout, as a PyTorch module over a transformers Gemma3 model's own weights and submodules.
+
+Why not convert transformers' attention directly: `litert_torch.convert` mis-lowers its `repeat_kv` (expand + reshape,
+then transpose) — top-1 agreement 11 %, with no error. Here grouped-query attention reshapes Q to
+[1, kv_heads, rep * T, D] and multiplies against the un-repeated K/V, which lowers exactly. Scores against the cache and
+against the new keys are computed separately and concatenated, so the cache is only read, never copied or updated.
+The norms, projections and MLP are transformers' own modules, so the numerics are the reference's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from quantlab.export import layout
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: [1, heads, T, D]; cos/sin: [1, T, D]
+    cos = cos.unsqueeze(1)
+    sin = sin.unsqueeze(1)
+    return x * cos + _rotate_half(x) * sin
+
+
+class NpuAttention(nn.Module):
+    """One Gemma3 attention layer over a host-managed cache."""
+
+    def __init__(self, hf_attn: nn.Module, config) -> None:
+        super().__init__()
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
+            hf_attn.q_proj,
+            hf_attn.k_proj,
+            hf_attn.v_proj,
+            hf_attn.o_proj,
+        )
+        self.q_norm, self.k_norm = hf_attn.q_norm, hf_attn.k_norm
+        self.heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.scaling = config.query_pre_attn_scalar**-0.5
+        self.softcap = config.attn_logit_softcapping
+
+    def forward(self, x, mask, cos, sin, k_cache, v_cache):
+        t = x.shape[1]
+        h, kv, d = self.heads, self.kv_heads, self.head_dim
+        rep = h // kv
+        q = self.q_norm(self.q_proj(x).view(1, t, h, d)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(x).view(1, t, kv, d)).transpose(1, 2)
+        v = self.v_proj(x).view(1, t, kv, d).transpose(1, 2)
+        q = _rope(q, cos, sin)
+        k = _rope(k, cos, sin)
+        # Heads h*rep .. h*rep+rep-1 share KV head h (transformers' repeat_kv order).
+        q = (q * self.scaling).reshape(1, kv, rep * t, d)
+        scores = torch.cat(
+            (torch.matmul(q, k_cache.transpose(2, 3)), torch.matmul(q, k.transpose(2, 3))), dim=-1
+        )  # [1, kv, rep*t, C+t]
+        if self.softcap is not None:
+            scores = torch.tanh(scores / self.softcap) * self.softcap
+        s = scores.shape[-1]
+        scores = scores.reshape(1, h, t, s) + mask  # mask [1, 1, t, C+t] broadcasts over heads
+        probs = torch.softmax(scores, dim=-1).reshape(1, kv, rep * t, s)
+        c = k_cache.shape[2]
+        out = torch.matmul(probs[..., :c], v_cache) + torch.matmul(probs[..., c:], v)  # [1, kv, rep*t, d]
+        out = out.reshape(1, h, t, d).transpose(1, 2).reshape(1, t, h * d)
+        return self.o_proj(out), k, v
+
+
+class NpuDecoderLayer(nn.Module):
+    def __init__(self, hf_layer: nn.Module, config, is_global: bool) -> None:
+        super().__init__()
+        self.attn = NpuAttention(hf_layer.self_attn, config)
+        self.mlp = hf_layer.mlp
+        self.input_layernorm = hf_layer.input_layernorm
+        self.post_attention_layernorm = hf_layer.post_attention_layernorm
+        self.pre_feedforward_layernorm = hf_layer.pre_feedforward_layernorm
+        self.post_feedforward_layernorm = hf_layer.post_feedforward_layernorm
+        self.is_global = is_global
+
+    def forward(self, x, mask, cos, sin, k_cache, v_cache):
+        a, k, v = self.attn(self.input_layernorm(x), mask, cos, sin, k_cache, v_cache)
+        x = x + self.post_attention_layernorm(a)
+        x = x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        return x, k, v
+
+
+class NpuGemma3Main(nn.Module):
+    """Transformer body + final norm + LM head; stateless (caches in, new K/V slices out)."""
+
+    def __init__(self, hf_model: nn.Module) -> None:
+        super().__init__()
+        config = hf_model.config
+        self.layers = nn.ModuleList(
+            NpuDecoderLayer(layer, config, config.layer_types[i] == "full_attention")
+            for i, layer in enumerate(hf_model.model.layers)
+        )
+        self.norm = hf_model.model.norm
+        self.lm_head = hf_model.lm_head
+        self.final_softcap = config.final_logit_softcapping
+
+    def forward(self, embeddings, mask_global, mask_local, cos_global, sin_global, cos_local, sin_local, k_cache, v_cache):
+        x = embeddings
+        k_out, v_out = [], []
+        for i, layer in enumerate(self.layers):
+            if layer.is_global:
+                x, k, v = layer(x, mask_global, cos_global, sin_global, k_cache[i], v_cache[i])
+            else:
+                x, k, v = layer(x, mask_local, cos_local, sin_local, k_cache[i], v_cache[i])
+            k_out.append(k)
+            v_out.append(v)
+        logits = self.lm_head(self.norm(x))
+        if self.final_softcap is not None:
+            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
+        return {layout.LOGITS: logits, "k_slice": k_out, "v_slice": v_out}
+
+
+class Embedder(nn.Module):
+    """Token ids → scaled embeddings (Gemma3 multiplies by sqrt(hidden))."""
+
+    def __init__(self, hf_model: nn.Module) -> None:
+        super().__init__()
+        self.embed = hf_model.model.embed_tokens
+
+    def forward(self, tokens):
+        return {layout.EMBEDDER_OUTPUT: self.embed(tokens)}
+
+
+def sample_main_inputs(config, export: layout.ExportConfig, t: int) -> dict:
+    """Example inputs for tracing one signature (zeros; only the shapes matter)."""
+    c, kv, d = export.cache_len, config.num_key_value_heads, config.head_dim
+    n = config.num_hidden_layers
+    mask = torch.zeros(1, 1, t, c + t)
+    rope = torch.zeros(1, t, d)
+    return {
+        "embeddings": torch.zeros(1, t, config.hidden_size),
+        "mask_global": mask,
+        "mask_local": mask.clone(),
+        "cos_global": rope,
+        "sin_global": rope.clone(),
+        "cos_local": rope.clone(),
+        "sin_local": rope.clone(),
+        "k_cache": [torch.zeros(1, kv, c, d) for _ in range(n)],
+        "v_cache": [torch.zeros(1, kv, c, d) for _ in range(n)],
+    }
