@@ -11,7 +11,7 @@ import torch
 
 from quantlab import manifest
 from quantlab.atomic import atomic_path, check_writable
-from quantlab.export import layout
+from quantlab import layout
 from quantlab.export.npu_main import Embedder, NpuGemma3Main, sample_main_inputs
 from quantlab.models.loaded import LoadedModel
 from quantlab.progress import Stage
@@ -30,6 +30,7 @@ def _convert(module: torch.nn.Module, signatures: dict[str, dict], path: Path) -
     """Convert `module` with one signature per entry and write it atomically to `path`."""
     import litert_torch
 
+    litert_torch.config.show_progress = False  # our Stage lines say what runs; its per-pass lines are noise
     conv = None
     for sig, kwargs in signatures.items():
         conv = (conv or litert_torch).signature(sig, module, sample_kwargs=kwargs)
@@ -43,7 +44,8 @@ def model_record(loaded: LoadedModel) -> dict[str, Any]:
     cfg = loaded.config
     return {
         "name": loaded.name,
-        "spec": loaded.spec,
+        # An absolute path, so `eval --reference torch` can reload the model from anywhere.
+        "spec": str(Path(loaded.spec).resolve()) if Path(loaded.spec).exists() else loaded.spec,
         "source": loaded.source,
         "random_weights": loaded.random_weights,
         "num_layers": cfg.num_hidden_layers,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from quantlab.export import layout
+from quantlab import layout
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantlab.export.layout import MASK_VALUE
+from quantlab.layout import MASK_VALUE
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from quantlab import manifest
 from quantlab.errors import UserError
-from quantlab.export import layout
+from quantlab import layout
 from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.sampling import Sampler, SamplerConfig
 
@@ -111,24 +112,25 @@ class Session:
         self.pos += n
         return out[layout.LOGITS][0, :n] if want_logits else None
 
-    def prefill(self, tokens: list[int], all_logits: bool = False) -> np.ndarray:
-        """Feed `tokens` in chunks of the prefill length. Returns logits for every token, or just the last."""
+    def prefill_chunks(self, tokens: list[int], all_logits: bool = True) -> Iterator[np.ndarray]:
+        """Feed `tokens` in chunks of the prefill length, yielding each chunk's logits [n, vocab] (or only the last
+        chunk's when `all_logits` is False). Streaming keeps memory flat for long texts and large vocabularies."""
         if len(tokens) > self.capacity:
             raise UserError(
                 f"the prompt has {len(tokens)} tokens but only {self.capacity} of {self.arts.host.cache_len} cache "
                 f"slots are free; shorten it or re-export with a larger --cache-len"
             )
         t = self.arts.host.prefill_len
-        chunks = []
         for s in range(0, len(tokens), t):
-            part = tokens[s : s + t]
             is_last = s + t >= len(tokens)
-            logits = self._step(self.arts.prefill_sig, part, t, want_logits=all_logits or is_last)
-            if all_logits:
-                chunks.append(logits)
-            elif is_last:
-                chunks.append(logits[-1:])
-        return np.concatenate(chunks)
+            logits = self._step(self.arts.prefill_sig, tokens[s : s + t], t, want_logits=all_logits or is_last)
+            if logits is not None:
+                yield logits
+
+    def prefill(self, tokens: list[int]) -> np.ndarray:
+        """Feed `tokens`; return the logits of the last one."""
+        *_, last = self.prefill_chunks(tokens, all_logits=False)
+        return last[-1]
 
     def decode(self, token: int) -> np.ndarray:
         """Feed one token; return its next-token logits."""
@@ -145,7 +147,7 @@ def generate(arts: ArtifactSet, prompt: str, max_new_tokens: int = 32,
     pick = Sampler(sampler)
     eos = set(arts.model_info["eos_token_ids"])
     t0 = time.perf_counter()
-    logits = sess.prefill(ids)[-1]
+    logits = sess.prefill(ids)
     t1 = time.perf_counter()
     out: list[int] = []
     calls = 0

@@ -1,0 +1,133 @@
+"""The `quantlab` command: parse arguments, call the API, turn errors into exit codes.
+
+Exit codes: 0 success; 2 bad input (one line saying what is wrong and what is allowed); 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from quantlab.errors import UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
+
+
+def _export(a: argparse.Namespace) -> int:
+    from quantlab.export import ExportConfig, export_model
+    from quantlab.models import load_model
+
+    config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len)
+    loaded = load_model(a.model)
+    data = export_model(loaded, Path(a.out), config, overwrite=a.overwrite)
+    for key, art in data["artifacts"].items():
+        print(f"{key:14s} {art['path']}  {art['bytes'] / 1e6:.1f} MB")
+    print(f"export took {sum(data['timings_s']['export'].values()):.1f} s; wrote {a.out}")
+    return 0
+
+
+def _generate(a: argparse.Namespace) -> int:
+    from quantlab.runtime.sampling import SamplerConfig
+    from quantlab.runtime.session import ArtifactSet, generate
+
+    sampler = _config(SamplerConfig, temperature=a.temperature, top_k=a.top_k, seed=a.seed)
+    if a.max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1, got {a.max_new_tokens}")
+    arts = ArtifactSet(Path(a.dir), a.variant, a.threads)
+    g = generate(arts, a.prompt, a.max_new_tokens, sampler)
+    print(a.prompt + g.text)
+    tag = " (random weights)" if arts.model_info["random_weights"] else ""
+    print(
+        f"\n[{arts.model_info['name']}{tag} {a.variant}] {g.prompt_tokens} prompt tokens at {g.prefill_tps:.1f} tok/s, "
+        f"{len(g.tokens)} new tokens, decode {g.decode_tps:.1f} tok/s, stop: {g.stop_reason}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _eval(a: argparse.Namespace) -> int:
+    from quantlab.evaluate.evaluator import evaluate
+    from quantlab.evaluate.windows import read_text
+
+    text = read_text(Path(a.text))
+    res = evaluate(Path(a.dir), text, a.variant, a.reference, a.max_tokens, a.decode_steps, a.threads)
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    tag = " (random weights: accuracy means nothing)" if res["random_weights"] else ""
+    print(f"{res['model']} {res['variant']}{tag}: {res['tokens_scored']} tokens in {res['windows']} window(s)")
+    print(f"  perplexity        {res['perplexity']:.4f}")
+    if "kl" in res:
+        print(f"  vs {res['reference']}: KL {res['kl']:.5f}, top-1 agreement {100 * res['top1_agreement']:.2f} %, "
+              f"max |logit diff| {res['max_abs_logit_diff']:.3g}")
+    sp = res["speed"]
+    print(f"  prefill {sp['prefill_tokens_per_s']:.1f} tok/s ({sp['prefill_tokens']} tokens), "
+          f"decode {sp['decode_tokens_per_s']:.1f} tok/s, threads {sp['threads']}")
+    print(f"  peak RSS {res['peak_rss_mb_runtime']:.0f} MB (runtime), {res['peak_rss_mb']:.0f} MB (with reference)")
+    return 0
+
+
+def _config(cls, **kwargs):
+    """Build a frozen config; its ValueError (which names the fix) becomes a UserError."""
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    e = sub.add_parser("export", help="FP32 embedder + main in the NPU layout, tokenizer, manifest.json")
+    e.add_argument("--model", default="gemma3-270m",
+                   help="gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf")
+    e.add_argument("--out", required=True, help="artifact folder")
+    e.add_argument("--prefill-len", type=int, default=128, help="tokens per prefill call (default 128)")
+    e.add_argument("--cache-len", type=int, default=1280, help="KV cache slots = longest context (default 1280)")
+    e.add_argument("--overwrite", action="store_true", help="replace existing artifacts")
+    e.set_defaults(func=_export)
+
+    g = sub.add_parser("generate", help="text from an artifact folder")
+    g.add_argument("dir")
+    g.add_argument("--variant", default="fp32", help="which main: fp32 (default), int8, int16_w8, ...")
+    g.add_argument("--prompt", required=True)
+    g.add_argument("--max-new-tokens", type=int, default=32)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0 = all)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, default=None, help="CPU threads for LiteRT (default: all)")
+    g.set_defaults(func=_generate)
+
+    v = sub.add_parser("eval", help="perplexity, KL/top-1 vs a reference, speed, memory")
+    v.add_argument("dir")
+    v.add_argument("--variant", default="fp32")
+    v.add_argument("--text", required=True, help="UTF-8 text file to score")
+    v.add_argument("--reference", default=None,
+                   help="'torch' (the PyTorch model), a variant in DIR (e.g. fp32), or another artifact folder")
+    v.add_argument("--max-tokens", type=int, default=None, help="score at most this many tokens of the text")
+    v.add_argument("--decode-steps", type=int, default=32, help="decode calls timed for tokens/s")
+    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--json", action="store_true", help="print the full result as JSON")
+    v.set_defaults(func=_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"quantlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("quantlab: interrupted; no partial artifact was left behind (re-run the command to redo it)",
+              file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

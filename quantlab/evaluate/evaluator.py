@@ -1,0 +1,91 @@
+"""`quantlab eval`: an artifact's perplexity on a text, its agreement with a reference, its speed and memory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from quantlab.errors import UserError
+from quantlab.evaluate.metrics import Accumulator
+from quantlab.evaluate.scorers import LiteRTScorer, Scorer, TorchScorer
+from quantlab.evaluate.speed import measure_speed, peak_rss_mb
+from quantlab.evaluate.windows import windows
+from quantlab.progress import steps
+from quantlab.runtime.session import ArtifactSet
+
+
+def make_reference(reference: str | None, arts: ArtifactSet) -> Scorer | None:
+    """`torch`: the PyTorch model the folder was exported from; a variant name in the same folder; or another
+    artifact folder (its fp32 main). Choose `torch` to measure export fidelity, `fp32` to measure quantization cost."""
+    if reference is None:
+        return None
+    if reference == "torch":
+        from quantlab.models import load_model
+
+        return TorchScorer(load_model(arts.model_info["spec"]).model, arts.host.prefill_len)
+    mains = [k for k, a in arts.data["artifacts"].items() if a.get("role") == "main"]
+    if reference in mains:
+        return LiteRTScorer(ArtifactSet(arts.folder, reference, arts.num_threads))
+    if Path(reference).is_dir():
+        return LiteRTScorer(ArtifactSet(Path(reference), "fp32", arts.num_threads))
+    raise UserError(
+        f"reference {reference!r} is not 'torch', a variant in {arts.folder} ({', '.join(mains)}), or an artifact folder"
+    )
+
+
+def score(test: Scorer, ref: Scorer | None, wins: list[list[int]], quiet: bool = False) -> tuple[dict, float]:
+    """Stream both scorers over the windows; returns the metrics summary and the seconds spent in `test`."""
+    acc = Accumulator()
+    test_s = 0.0
+    for w in steps(wins, desc=f"scoring {test.name}", quiet=quiet):
+        ref_iter = ref.chunks(w) if ref is not None else None
+        pos = 0
+        it = test.chunks(w)
+        while True:
+            t0 = time.perf_counter()
+            chunk = next(it, None)
+            test_s += time.perf_counter() - t0
+            if chunk is None:
+                break
+            n = len(chunk)
+            ref_chunk = next(ref_iter) if ref_iter is not None else None
+            # Row i predicts token pos+i+1; the window's last token predicts nothing.
+            keep = min(n, len(w) - 1 - pos)
+            if keep > 0:
+                targets = np.asarray(w[pos + 1 : pos + 1 + keep])
+                positions = np.arange(pos, pos + keep)
+                acc.add(chunk[:keep], targets, positions, None if ref_chunk is None else ref_chunk[:keep])
+            pos += n
+    return acc.summary(), test_s
+
+
+def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | None = None,
+             max_tokens: int | None = None, decode_steps: int = 32, num_threads: int | None = None,
+             quiet: bool = False) -> dict:
+    """Measure one variant. `max_tokens` caps the text (None: all of it)."""
+    arts = ArtifactSet(Path(folder), variant, num_threads)
+    ids = arts.encode(text)[1:]
+    if max_tokens is not None:
+        ids = ids[:max_tokens]
+    if len(ids) < 2:
+        raise UserError("the evaluation text has fewer than 2 tokens; pass a longer text")
+    bos = arts.model_info["bos_token_id"]
+    speed = measure_speed(arts, [bos, *ids[: arts.host.prefill_len - 1]], decode_steps)
+    rss_runtime = peak_rss_mb()  # before any reference is loaded: what the runtime alone needs
+    wins = windows(ids, bos, arts.host.cache_len)
+    metrics, test_s = score(LiteRTScorer(arts), make_reference(reference, arts), wins, quiet)
+    n_tokens = sum(len(w) for w in wins)
+    return {
+        "variant": variant,
+        "model": arts.model_info["name"],
+        "random_weights": arts.model_info["random_weights"],
+        "reference": reference,
+        "windows": len(wins),
+        "window_tokens": arts.host.cache_len,
+        **metrics,
+        "speed": {**speed, "scoring_prefill_tokens_per_s": n_tokens / test_s if test_s else 0.0},
+        "peak_rss_mb_runtime": round(rss_runtime, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }

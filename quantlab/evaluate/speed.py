@@ -1,0 +1,41 @@
+"""CPU speed of an artifact set through the host runtime, and the process's peak memory."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+import numpy as np
+
+from quantlab.runtime.session import ArtifactSet
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
+
+
+def measure_speed(arts: ArtifactSet, prompt_ids: list[int], decode_steps: int = 32) -> dict:
+    """Prefill `prompt_ids` (whole chunks), then `decode_steps` greedy decode calls; tokens per second of each.
+
+    Prefill speed counts the prompt's tokens over the time of all prefill calls (padding included in the work), so it
+    is what a user sees for a prompt of that length. Choose a prompt of a whole number of chunks for peak throughput.
+    """
+    sess = arts.session()
+    decode_steps = max(1, min(decode_steps, arts.host.cache_len - len(prompt_ids)))
+    t0 = time.perf_counter()
+    logits = sess.prefill(prompt_ids)
+    t1 = time.perf_counter()
+    tok = int(np.argmax(logits))
+    for _ in range(decode_steps):
+        tok = int(np.argmax(sess.decode(tok)))
+    t2 = time.perf_counter()
+    return {
+        "prefill_tokens": len(prompt_ids),
+        "prefill_tokens_per_s": len(prompt_ids) / (t1 - t0),
+        "decode_steps": decode_steps,
+        "decode_tokens_per_s": decode_steps / (t2 - t1),
+        "threads": arts.num_threads or "all",
+    }

@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny random Gemma3 exported once per test session (real litert-torch, real LiteRT)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Small shapes so export takes seconds: 8-token prefill, 64-slot cache. The tiny config's 16-token sliding window
+# means a 40-token text already crosses chunk boundaries and the local-attention window.
+TINY_PREFILL, TINY_CACHE = 8, 64
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    from quantlab.models import load_model
+
+    return load_model("tiny-random")
+
+
+@pytest.fixture(scope="session")
+def tiny_artifacts(tiny_model, tmp_path_factory):
+    from quantlab.export import ExportConfig, export_model
+
+    out = tmp_path_factory.mktemp("tiny")
+    export_model(tiny_model, out, ExportConfig(prefill_len=TINY_PREFILL, cache_len=TINY_CACHE))
+    return out
+
+
+@pytest.fixture(scope="session")
+def english_text() -> str:
+    """English prose the standard library ships (Python's own documentation topics)."""
+    import pydoc_data.topics as topics
+
+    return "\n\n".join(topics.topics[k] for k in ("assignment", "class", "exceptions"))

@@ -1,0 +1,114 @@
+"""Bad input through the CLI: exit 2, one line naming the fix, no traceback, no partial file."""
+
+from __future__ import annotations
+
+import pytest
+
+from quantlab import cli
+
+
+def _run(capsys, *argv):
+    rc = cli.main(list(argv))
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err
+
+
+def _one_line_error(rc, err):
+    assert rc == 2
+    assert len(err) == 1 and err[0].startswith("quantlab: error:"), err
+    assert "Traceback" not in err[0]
+
+
+def test_unknown_model(capsys, tmp_path):
+    rc, err = _run(capsys, "export", "--model", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+    _one_line_error(rc, err)
+    assert "gemma3-270m" in err[0]  # lists what is accepted
+
+
+def test_bad_export_config(capsys, tmp_path):
+    rc, err = _run(capsys, "export", "--model", "tiny-random", "--out", str(tmp_path / "o"),
+                   "--prefill-len", "64", "--cache-len", "32")
+    _one_line_error(rc, err)
+    assert "--cache-len" in err[0]
+
+
+def test_existing_output_needs_overwrite(capsys, tiny_artifacts):
+    rc, err = _run(capsys, "export", "--model", "tiny-random", "--out", str(tiny_artifacts))
+    _one_line_error(rc, err)
+    assert "--overwrite" in err[0]
+
+
+def test_prompt_longer_than_cache(capsys, tiny_artifacts):
+    rc, err = _run(capsys, "generate", str(tiny_artifacts), "--prompt", "word " * 200)
+    _one_line_error(rc, err)
+    assert "cache" in err[0]
+
+
+def test_eval_missing_and_empty_text(capsys, tiny_artifacts, tmp_path):
+    rc, err = _run(capsys, "eval", str(tiny_artifacts), "--text", str(tmp_path / "none.txt"))
+    _one_line_error(rc, err)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    rc, err = _run(capsys, "eval", str(tiny_artifacts), "--text", str(empty))
+    _one_line_error(rc, err)
+    assert "empty" in err[0]
+
+
+def test_unknown_variant_lists_available(capsys, tiny_artifacts):
+    rc, err = _run(capsys, "generate", str(tiny_artifacts), "--variant", "int4", "--prompt", "hi")
+    _one_line_error(rc, err)
+    assert "fp32" in err[0]
+
+
+def test_corrupt_tflite(capsys, tiny_artifacts, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_artifacts, broken)
+    main = next(broken.glob("*_main_fp32.tflite"))
+    main.write_bytes(main.read_bytes()[:1000])
+    rc, err = _run(capsys, "generate", str(broken), "--prompt", "hi")
+    _one_line_error(rc, err)
+    assert "not a valid LiteRT model" in err[0]
+
+
+def test_generate_prints_continuation(capsys, tiny_artifacts):
+    rc = cli.main(["generate", str(tiny_artifacts), "--prompt", "Hello", "--max-new-tokens", "4"])
+    out = capsys.readouterr()
+    assert rc == 0
+    assert out.out.startswith("Hello")
+    assert "random weights" in out.err and "tok/s" in out.err
+
+
+def test_eval_json(capsys, tiny_artifacts, english_text, tmp_path):
+    import json
+
+    text = tmp_path / "t.txt"
+    text.write_text(english_text)
+    rc = cli.main(["eval", str(tiny_artifacts), "--text", str(text), "--max-tokens", "70", "--json",
+                   "--decode-steps", "2"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["random_weights"] and res["tokens_scored"] == 70
+
+
+def test_interrupted_export_leaves_no_partial_file(tiny_model, tmp_path, monkeypatch):
+    """Ctrl-C while main is being written: no .tflite (final or temporary) for main, no manifest."""
+    from quantlab.export import ExportConfig, exporter
+
+    real = exporter._convert
+
+    def convert_then_interrupt(module, signatures, path):
+        if "_main_" not in path.name:
+            return real(module, signatures, path)
+        from quantlab.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(b"half a model")
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter, "_convert", convert_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        exporter.export_model(tiny_model, tmp_path, ExportConfig(prefill_len=8, cache_len=16))
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not any("_main_" in n for n in names), names
+    assert "manifest.json" not in names
