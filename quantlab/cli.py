@@ -1,6 +1,7 @@
 """The `quantlab` command: parse arguments, call the API, turn errors into exit codes.
 
-Exit codes: 0 success; 2 bad input (one line saying what is wrong and what is allowed); 1 internal failure.
+Exit codes: 0 success; 2 bad input (one line saying what is wrong and what is allowed); 1 internal failure, or
+`check` found violations.
 """
 
 from __future__ import annotations
@@ -70,6 +71,47 @@ def _eval(a: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(a: argparse.Namespace) -> int:
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import calibrate
+    from quantlab.calibration.texts import default_calibration_texts, load_texts
+
+    plan = _config(CapturePlan, windows=a.samples, window_len=a.window_len)
+    texts = load_texts([Path(t) for t in a.text]) if a.text else default_calibration_texts()
+    meta = calibrate(Path(a.dir), texts, plan)
+    s = meta["samples"]
+    print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
+          + ", ".join(f"{n} {k} samples" for k, n in s.items())
+          + f"; {meta['seconds']:.0f} s, peak RSS {meta['peak_rss_mb'] / 1e3:.1f} GB")
+    return 0
+
+
+def _quantize(a: argparse.Namespace) -> int:
+    from quantlab.quantize.quantizer import quantize
+
+    for scheme in a.scheme:
+        try:
+            rec = quantize(Path(a.dir), scheme, overwrite=a.overwrite)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        print(f"{scheme}: {rec['path']}  {rec['bytes'] / 1e6:.1f} MB, I/O {rec['io_dtype']['embeddings']}, "
+              f"{rec['quantize_seconds']:.0f} s")
+    return 0
+
+
+def _check(a: argparse.Namespace) -> int:
+    from quantlab.check.litert_rules import check_litert
+
+    found = check_litert(Path(a.model))
+    if a.json:
+        print(json.dumps({"model": a.model, "violations": [v.as_dict() for v in found]}, indent=2))
+    else:
+        for v in found:
+            print(v.line())
+        print(f"{a.model}: {len(found)} violation(s) of LiteRT kernel rules" if found else f"{a.model}: OK")
+    return 1 if found else 0
+
+
 def _config(cls, **kwargs):
     """Build a frozen config; its ValueError (which names the fix) becomes a UserError."""
     try:
@@ -101,6 +143,27 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=None, help="CPU threads for LiteRT (default: all)")
     g.set_defaults(func=_generate)
+
+    c = sub.add_parser("calibrate", help="run real text through the FP32 pipeline; save ranges (calibration.json)")
+    c.add_argument("dir")
+    c.add_argument("--text", nargs="*", default=None,
+                   help=".txt/.jsonl files (default: litert-torch's calibration prompts + Python's docs)")
+    c.add_argument("--samples", type=int, default=2,
+                   help="text windows; each gives cache_len/prefill_len prefill samples and as many decode ones")
+    c.add_argument("--window-len", type=int, default=None, help="tokens per window (default: the cache length)")
+    c.set_defaults(func=_calibrate)
+
+    q = sub.add_parser("quantize", help="static PTQ of main: int8 (A8W8), int16_w8 (A16W8) or a recipe .json")
+    q.add_argument("dir")
+    q.add_argument("--scheme", nargs="+", default=["int16_w8"],
+                   help="int8: int8 act (asym) + int8 weights; int16_w8: int16 act (sym) + int8 weights; or a .json")
+    q.add_argument("--overwrite", action="store_true")
+    q.set_defaults(func=_quantize)
+
+    k = sub.add_parser("check", help="LiteRT kernel rules on any .tflite; exit 1 when violated")
+    k.add_argument("model")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=_check)
 
     v = sub.add_parser("eval", help="perplexity, KL/top-1 vs a reference, speed, memory")
     v.add_argument("dir")

@@ -35,3 +35,17 @@ def english_text() -> str:
     import pydoc_data.topics as topics
 
     return "\n\n".join(topics.topics[k] for k in ("assignment", "class", "exceptions"))
+
+
+@pytest.fixture(scope="session")
+def quantized(tiny_artifacts):
+    """The tiny artifacts calibrated on the default text (2 windows) and quantized with both schemes."""
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import calibrate
+    from quantlab.calibration.texts import default_calibration_texts
+    from quantlab.quantize.quantizer import quantize
+
+    meta = calibrate(tiny_artifacts, default_calibration_texts(), CapturePlan(windows=2), quiet=True)
+    for scheme in ("int8", "int16_w8"):
+        quantize(tiny_artifacts, scheme, quiet=True)
+    return tiny_artifacts, meta

@@ -91,16 +91,21 @@ class Session:
     def capacity(self) -> int:
         return self.arts.host.cache_len - self.pos
 
-    def _step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
-        """Run embedder + main for up to `t` tokens at the current position; write their K/V; return their logits."""
+    def inputs(self, sig: str, tokens: list[int], t: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """main's inputs for up to `t` tokens at the current position: (float values, caches in the model's dtype)."""
         arts, n = self.arts, len(tokens)
         padded = np.full((1, t), arts.model_info["pad_token_id"], np.int32)
         padded[0, :n] = tokens
         emb = arts.embedder.run(sig, {layout.EMBEDDER_INPUT: padded})[layout.EMBEDDER_OUTPUT]
-        values = {"embeddings": emb, **arts.host.main_inputs(self.pos, t)}
+        return {"embeddings": emb, **arts.host.main_inputs(self.pos, t)}, self.caches
+
+    def run(self, sig: str, values: dict[str, np.ndarray], raw: dict[str, np.ndarray], n: int,
+            want_logits: bool) -> np.ndarray | None:
+        """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted."""
+        main = self.arts.main
         slice_names = tuple(f"{kv}_slice_{i}" for i in range(self.n_layers) for kv in ("k", "v"))
-        out = arts.main.run(sig, values, raw=self.caches, raw_outputs=slice_names)
-        spec_out = arts.main.outputs[sig]
+        out = main.run(sig, values, raw=raw, raw_outputs=slice_names)
+        spec_out = main.outputs[sig]
         for i in range(self.n_layers):
             for kv in ("k", "v"):
                 cache_name, slice_name = f"{kv}_cache_{i}", f"{kv}_slice_{i}"
@@ -111,6 +116,10 @@ class Session:
                 self.caches[cache_name][:, :, self.pos : self.pos + n] = new
         self.pos += n
         return out[layout.LOGITS][0, :n] if want_logits else None
+
+    def _step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
+        values, raw = self.inputs(sig, tokens, t)
+        return self.run(sig, values, raw, len(tokens), want_logits)
 
     def prefill_chunks(self, tokens: list[int], all_logits: bool = True) -> Iterator[np.ndarray]:
         """Feed `tokens` in chunks of the prefill length, yielding each chunk's logits [n, vocab] (or only the last

@@ -1,0 +1,101 @@
+"""`quantlab calibrate`: run calibration text through main with ai-edge-quantizer's calibrator and save the ranges.
+
+The ranges (min/max per tensor, ai-edge-quantizer's QSVs) are computed once with a recipe that covers every op, and
+reused by every scheme. K/V tensors the host copies between signatures (k_cache_i / k_slice_i in prefill and decode)
+get one shared range, so the host moves them without requantizing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from quantlab import layout, manifest
+from quantlab.atomic import write_text
+from quantlab.calibration.capture import CapturePlan, capture_window, token_windows
+from quantlab.errors import UserError
+from quantlab.evaluate.speed import peak_rss_mb
+from quantlab.progress import steps
+from quantlab.runtime.session import ArtifactSet
+
+CALIBRATION_FILE = "calibration.json"
+FORMAT_VERSION = 1
+
+
+def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(), quiet: bool = False) -> dict:
+    """Calibrate `folder`'s FP32 main on `texts`; writes calibration.json and returns its metadata."""
+    from ai_edge_quantizer import quantizer
+
+    from quantlab.quantize.recipes import load_recipe
+
+    folder = Path(folder)
+    arts = ArtifactSet(folder, "fp32")
+    main_path = folder / arts.data["artifacts"]["fp32"]["path"]
+    wins = token_windows(arts, texts, plan)
+    if not wins:
+        raise UserError("the calibration text produced no tokens; pass text files with text in them")
+    t0 = time.perf_counter()
+    q = quantizer.Quantizer(str(main_path), load_recipe("int16_w8"))
+    qsvs = None
+    counts = {arts.prefill_sig: 0, layout.DECODE: 0}
+    for w in steps(wins, desc="calibrating (windows)", quiet=quiet):
+        data: dict[str, list] = {arts.prefill_sig: [], layout.DECODE: []}
+        for sig, feed in capture_window(arts, w):
+            data[sig].append(feed)
+            counts[sig] += 1
+        # One window at a time, carrying the ranges forward: memory stays at one window's samples.
+        qsvs = q.calibrate(data, previous_calibration_result=qsvs)
+    align_kv_ranges(qsvs, main_path, arts.model_info["num_layers"])
+    meta = {
+        "main_sha256": arts.data["artifacts"]["fp32"]["sha256"],
+        "windows": len(wins),
+        "tokens": sum(len(w) for w in wins),
+        "max_position": max(len(w) for w in wins) - 1,
+        "samples": counts,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "algorithm": "min_max",
+    }
+    save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
+    return meta
+
+
+def align_kv_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int) -> None:
+    """Give each layer's K (and V) cache input and slice output one range across both signatures (in place)."""
+    from ai_edge_quantizer.utils import calibration_utils
+
+    utils = calibration_utils.CalibrationQsvAlignmentUtils(str(main_path))
+    sigs = list(utils._signature_runners)  # the public API takes signature names; this lists them
+    for i in range(n_layers):
+        for names in ((layout.k_cache(i), layout.k_slice(i)), (layout.v_cache(i), layout.v_slice(i))):
+            utils.align_quant_stats(qsvs, {s: list(names) for s in sigs})
+
+
+def save_ranges(path: Path, qsvs: dict[str, Any], meta: dict) -> None:
+    from ai_edge_quantizer.utils.calibration_utils import NumpyEncoder
+
+    body = {"format_version": FORMAT_VERSION, "metadata": meta, "model_qsvs": qsvs}
+    write_text(path, json.dumps(body, cls=NumpyEncoder))
+
+
+def load_ranges(folder: Path) -> tuple[dict[str, Any], dict]:
+    """The saved ranges and their metadata; checks they belong to this folder's FP32 main."""
+    path = Path(folder) / CALIBRATION_FILE
+    if not path.is_file():
+        raise UserError(f"{folder} has no {CALIBRATION_FILE}; run `quantlab calibrate {folder}` first")
+    body = json.loads(path.read_text())
+    if body.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} has format_version {body.get('format_version')}; re-run `quantlab calibrate`")
+    main_sha = manifest.load(folder)["artifacts"]["fp32"]["sha256"]
+    if body["metadata"].get("main_sha256") != main_sha:
+        raise UserError(f"{path} was made for another FP32 main; re-run `quantlab calibrate {folder}`")
+    qsvs = body["model_qsvs"]
+    for qsv in qsvs.values():
+        for k in ("min", "max"):
+            if k in qsv:
+                qsv[k] = np.array(qsv[k])
+    return qsvs, body["metadata"]

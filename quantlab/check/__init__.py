@@ -1,0 +1,1 @@
+"""`quantlab check`: rule checks on any .tflite, reported per op and tensor with the fix."""

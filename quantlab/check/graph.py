@@ -1,0 +1,73 @@
+"""A read-only view of a .tflite flatbuffer (through LiteRT's own flatbuffer tools): ops with their tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantlab.errors import UserError
+
+QUANT_OPS = {"QUANTIZE", "DEQUANTIZE"}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    dtype: str  # FLOAT32, INT8, INT16, INT32, ...
+    shape: tuple[int, ...]
+    constant: bool
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+
+    @property
+    def quantized(self) -> bool:
+        return len(self.scales) > 0
+
+
+@dataclass(frozen=True)
+class Op:
+    signature: str
+    index: int
+    name: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+
+
+def read_ops(path: Path) -> list[Op]:
+    """Every op of every signature's subgraph. A file that is not a LiteRT model is a UserError."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; pass a .tflite file")
+    try:
+        model = flatbuffer_utils.read_model(str(path))
+    except Exception as exc:  # the flatbuffer reader raises assorted errors on garbage
+        raise UserError(f"{path} is not a valid LiteRT model ({type(exc).__name__}); re-create it") from None
+    names = {sd.subgraphIndex: sd.signatureKey.decode() for sd in (model.signatureDefs or [])}
+    ops: list[Op] = []
+    for sg_index, sg in enumerate(model.subgraphs):
+        sig = names.get(sg_index, f"subgraph_{sg_index}")
+        tensors = [_tensor(t, model.buffers) for t in sg.tensors]
+        for i, op in enumerate(sg.operators or []):
+            name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) or f"opcode_{op.opcodeIndex}"
+            ins = tuple(tensors[j] for j in op.inputs if j >= 0)
+            outs = tuple(tensors[j] for j in op.outputs if j >= 0)
+            ops.append(Op(sig, i, name, ins, outs))
+    return ops
+
+
+def _tensor(t, buffers) -> Tensor:
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    q = t.quantization
+    scales = tuple(float(s) for s in (q.scale if q is not None and q.scale is not None else []))
+    zps = tuple(int(z) for z in (q.zeroPoint if q is not None and q.zeroPoint is not None else []))
+    buf = buffers[t.buffer] if t.buffer < len(buffers) else None
+    constant = buf is not None and (
+        (buf.data is not None and len(buf.data) > 0) or (getattr(buf, "offset", 0) or 0) > 1
+    )
+    shape = tuple(int(s) for s in (t.shape if t.shape is not None else np.array([])))
+    return Tensor(t.name.decode(), flatbuffer_utils.type_to_name(t.type), shape, constant, scales, zps)

@@ -1,0 +1,60 @@
+"""`quantlab quantize`: apply a scheme (or recipe file) to the FP32 main with the saved calibration ranges."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from quantlab import manifest
+from quantlab.atomic import atomic_path, check_writable
+from quantlab.calibration.ranges import load_ranges
+from quantlab.evaluate.speed import peak_rss_mb
+from quantlab.quantize.recipes import load_recipe, variant_name
+from quantlab.runtime.litert_model import LiteRTModel
+
+
+def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = False) -> dict:
+    """Write `<name>_main_<variant>.tflite` and record it in the manifest; returns its record."""
+    from ai_edge_quantizer import quantizer
+
+    folder = Path(folder)
+    data = manifest.load(folder)
+    variant = variant_name(scheme)
+    if variant in ("fp32", "embedder_fp32"):
+        raise ValueError(f"variant name {variant!r} is reserved; rename the recipe file")
+    recipe = load_recipe(scheme)
+    out = folder / f"{data['model']['name']}_main_{variant}.tflite"
+    check_writable(out, overwrite)
+    qsvs, calib_meta = load_ranges(folder)
+    t0 = time.perf_counter()
+    q = quantizer.Quantizer(str(folder / data["artifacts"]["fp32"]["path"]), recipe)
+    result = q.quantize(qsvs, enable_progress_bar=not quiet, enable_progress_report=False)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(result.quantized_model)
+    seconds = time.perf_counter() - t0
+    del result, q
+    io = _io_dtypes(out)
+    record = manifest.artifact_record(
+        out, role="main", scheme=scheme if variant == scheme else f"recipe {Path(scheme).name}",
+        recipe=recipe, io_dtype=io, quantize_seconds=round(seconds, 1), quantize_peak_rss_mb=round(peak_rss_mb(), 1),
+        calibration=calib_meta,
+    )
+    data = manifest.load(folder)  # re-read: another stage may have written meanwhile
+    data["artifacts"][variant] = record
+    manifest.save(folder, data)
+    return record
+
+
+def _io_dtypes(path: Path) -> dict[str, str]:
+    """dtype of main's inputs and outputs by kind (embeddings, masks, rope, caches, logits)."""
+    model = LiteRTModel(path)
+    sig = model.signatures[0]
+    ins, outs = model.inputs[sig], model.outputs[sig]
+    pick = lambda specs, name: str(specs[name].dtype)  # noqa: E731
+    return {
+        "embeddings": pick(ins, "embeddings"),
+        "masks": pick(ins, "mask_global"),
+        "rope": pick(ins, "cos_global"),
+        "kv_cache": pick(ins, "k_cache_0"),
+        "logits": pick(outs, "logits"),
+    }

@@ -1,0 +1,65 @@
+"""Shipped recipes (ai-edge-quantizer recipe JSON) and the scheme name grammar.
+
+Name grammar: `int<A>` means A-bit activations and A-bit weights; `int<A>_w<W>` means A-bit activations and W-bit
+weights. Activations are per-tensor (int8 asymmetric, int16 symmetric: LiteRT's int16 kernels need zero point 0);
+weights are symmetric per-channel. Costs measured on the real Gemma3-270M are in the README.
+
+| scheme     | activations            | weights               | choose it when                                         |
+|------------|------------------------|-----------------------|--------------------------------------------------------|
+| `int8`     | int8 asymmetric        | int8 symmetric/channel| the NPU's fastest path; measure its accuracy first      |
+| `int16_w8` | int16 symmetric        | int8 symmetric/channel| accuracy close to FP32 at int8 weight size              |
+
+A recipe JSON file of your own (a list of ai-edge-quantizer entries: regex over tensor names, op type, op_config,
+later entries override earlier ones) is accepted wherever a scheme name is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+from quantlab.errors import UserError
+
+SCHEMES = ("int8", "int16_w8")
+_NAME = re.compile(r"^int(8|16)(_w(8|16))?$")
+
+
+def scheme_names() -> list[str]:
+    return list(SCHEMES)
+
+
+def load_recipe(scheme: str) -> list[dict]:
+    """A shipped scheme by name, or a recipe JSON file by path."""
+    if scheme in SCHEMES:
+        return json.loads(resources.files(__package__).joinpath(f"{scheme}.json").read_text())
+    path = Path(scheme)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise UserError(f"recipe file {path} does not exist; pass {', '.join(SCHEMES)} or an existing .json")
+        try:
+            recipe = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} is not valid JSON ({exc.msg}); fix the recipe file") from None
+        _validate(recipe, path)
+        return recipe
+    raise UserError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)} or a recipe .json file")
+
+
+def variant_name(scheme: str) -> str:
+    """The artifact variant a scheme produces: the scheme name, or the recipe file's stem."""
+    return scheme if scheme in SCHEMES else Path(scheme).stem
+
+
+def _validate(recipe, path: Path) -> None:
+    if not isinstance(recipe, list) or not recipe:
+        raise UserError(f"{path} must hold a non-empty JSON list of recipe entries")
+    for i, entry in enumerate(recipe):
+        missing = {"regex", "operation", "algorithm_key"} - set(entry if isinstance(entry, dict) else {})
+        if missing:
+            raise UserError(f"{path} entry {i} lacks {', '.join(sorted(missing))}; see quantlab/quantize/recipes/*.json")
+        try:
+            re.compile(entry["regex"])
+        except re.error as exc:
+            raise UserError(f"{path} entry {i}: regex {entry['regex']!r} is invalid ({exc})") from None

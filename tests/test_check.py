@@ -1,0 +1,62 @@
+"""`quantlab check` passes clean models and names the tensor in broken ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from quantlab import cli
+from quantlab.check.litert_rules import check_litert
+
+
+def _main(folder, variant):
+    return next(folder.glob(f"*_main_{variant}.tflite"))
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8", "int16_w8"])
+def test_clean_models_pass(quantized, variant, capsys):
+    folder, _ = quantized
+    assert check_litert(_main(folder, variant)) == []
+    assert cli.main(["check", str(_main(folder, variant))]) == 0
+    assert capsys.readouterr().out.strip().endswith("OK")
+
+
+def test_int16_zero_point_is_caught(quantized, tmp_path, capsys):
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    folder, _ = quantized
+    model = flatbuffer_utils.read_model(str(_main(folder, "int16_w8")))
+    sg = model.subgraphs[0]
+    victim = next(t for t in sg.tensors if t.type == 7 and t.quantization is not None  # 7 = INT16
+                  and t.quantization.zeroPoint is not None and model.buffers[t.buffer].data is None)
+    victim.quantization.zeroPoint = [3]
+    broken = tmp_path / "broken.tflite"
+    flatbuffer_utils.write_model(model, str(broken))
+    found = check_litert(broken)
+    hits = [v for v in found if v.rule == "int16-zero-point"]
+    assert [v.tensor for v in hits] == [victim.name.decode()]
+    assert cli.main(["check", str(broken), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert any(v["tensor"] == victim.name.decode() for v in report["violations"])
+
+
+def test_float_island_is_caught(quantized, tmp_path):
+    from quantlab.quantize.quantizer import quantize
+    from quantlab.quantize.recipes import load_recipe
+
+    folder, _ = quantized
+    recipe = load_recipe("int8") + [{"regex": ".*", "operation": "SOFTMAX", "algorithm_key": "no_quantize"}]
+    path = tmp_path / "int8_float_softmax.json"
+    path.write_text(json.dumps(recipe))
+    rec = quantize(folder, str(path), quiet=True)
+    found = check_litert(folder / rec["path"])
+    assert found and all(v.rule == "float-island" for v in found)
+    assert {v.op for v in found} == {"SOFTMAX"}
+
+
+def test_garbage_file_is_user_error(tmp_path, capsys):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"not a model at all")
+    assert cli.main(["check", str(bad)]) == 2
+    assert "not a valid LiteRT model" in capsys.readouterr().err
