@@ -55,6 +55,12 @@ def _eval(a: argparse.Namespace) -> int:
 
     text = read_text(Path(a.text))
     res = evaluate(Path(a.dir), text, a.variant, a.reference, a.max_tokens, a.decode_steps, a.threads)
+    if a.per_op:
+        from quantlab.evaluate.tensor_error import tensor_errors
+
+        if a.variant == "fp32":
+            raise UserError("--per-op compares a quantized variant with fp32; pass --variant int8 (or another)")
+        res["per_op"] = tensor_errors(Path(a.dir), a.variant, text)
     if a.json:
         print(json.dumps(res, indent=2))
         return 0
@@ -68,6 +74,15 @@ def _eval(a: argparse.Namespace) -> int:
     print(f"  prefill {sp['prefill_tokens_per_s']:.1f} tok/s ({sp['prefill_tokens']} tokens), "
           f"decode {sp['decode_tokens_per_s']:.1f} tok/s, threads {sp['threads']}")
     print(f"  peak RSS {res['peak_rss_mb_runtime']:.0f} MB (runtime), {res['peak_rss_mb']:.0f} MB (with reference)")
+    if "per_op" in res:
+        po = res["per_op"]
+        print(f"  per-op SNR vs fp32 on {po['input']}; logits {po['logits_db']} dB")
+        fb = po["first_below_20db"]
+        if fb:
+            print(f"  first op below 20 dB: op {fb['op_index']} {fb['op']} in {fb['module']} "
+                  f"(layer {fb['layer']}): {fb['snr_db']} dB")
+        for op, st in po["by_op_type"].items():
+            print(f"    {op:18s} median {st['median_db']:6.1f} dB, min {st['min_db']:6.1f} dB, {st['count']} tensors")
     return 0
 
 
@@ -110,6 +125,35 @@ def _check(a: argparse.Namespace) -> int:
             print(v.line())
         print(f"{a.model}: {len(found)} violation(s) of LiteRT kernel rules" if found else f"{a.model}: OK")
     return 1 if found else 0
+
+
+def _compile(a: argparse.Namespace) -> int:
+    from quantlab.compile.compiler import CompileFailed
+    from quantlab.compile.stage import compile_for_socs
+
+    model = Path(a.model)
+    if a.out and len(a.soc) > 1:
+        raise UserError("--out names one file; give one --soc, or leave --out out to name files per SoC")
+    failed = 0
+    for soc in a.soc:
+        try:
+            res = compile_for_socs(model, [soc], a.out and Path(a.out), a.overwrite, not a.no_weight_sharing)[0]
+        except CompileFailed as exc:
+            failed += 1
+            print(f"{exc.soc}: FAILED — the compiler said:")
+            for line in exc.errors[:12] or [exc.log_tail]:
+                print(f"  {line}")
+            continue
+        print(f"{res.soc}: {res.path.name}  {res.bytes / 1e6:.1f} MB ({res.bytes / res.input_bytes:.2f}x the input), "
+              f"{res.seconds:.0f} s, peak RSS {res.peak_rss_mb / 1e3:.1f} GB, weight sharing "
+              f"{'on' if res.weight_sharing else 'off'}")
+        for sig, c in res.coverage.items():
+            print(f"  {sig:12s} {c['ops_offloaded']} / {c['ops_total']} ops offloaded to the NPU, "
+                  f"{c['partitions']} partition(s)")
+        for r in res.rejected:
+            print(f"  on CPU: {r.signature} op {r.op_index} {r.op} ({' x '.join(r.qnn_io)}): {r.reason} "
+                  f"[QNN error {r.qnn_error}]")
+    return 1 if failed else 0
 
 
 def _config(cls, **kwargs):
@@ -165,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=_check)
 
+    m = sub.add_parser("compile", help="Qualcomm NPU (QNN HTP) AOT compile; prints NPU coverage per signature")
+    m.add_argument("model", help="a main .tflite (e.g. DIR/<name>_main_int8.tflite)")
+    m.add_argument("--soc", action="append", required=True, help="SoC, e.g. SM8750 (repeat for several)")
+    m.add_argument("--out", default=None, help="output file (default: <model>_aot_<soc>.tflite beside the model)")
+    m.add_argument("--no-weight-sharing", action="store_true",
+                   help="store weights once per signature (bigger; only to measure what sharing saves)")
+    m.add_argument("--overwrite", action="store_true")
+    m.set_defaults(func=_compile)
+
     v = sub.add_parser("eval", help="perplexity, KL/top-1 vs a reference, speed, memory")
     v.add_argument("dir")
     v.add_argument("--variant", default="fp32")
@@ -174,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-tokens", type=int, default=None, help="score at most this many tokens of the text")
     v.add_argument("--decode-steps", type=int, default=32, help="decode calls timed for tokens/s")
     v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--per-op", action="store_true",
+                   help="also SNR of every tensor vs fp32 on one real prefill call: where accuracy is lost")
     v.add_argument("--json", action="store_true", help="print the full result as JSON")
     v.set_defaults(func=_eval)
     return p

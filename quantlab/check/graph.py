@@ -53,6 +53,9 @@ def read_ops(path: Path) -> list[Op]:
         tensors = [_tensor(t, model.buffers) for t in sg.tensors]
         for i, op in enumerate(sg.operators or []):
             name = flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) or f"opcode_{op.opcodeIndex}"
+            if name == "CUSTOM":  # name custom ops by their code, e.g. DISPATCH_OP for a compiled NPU partition
+                code = model.operatorCodes[op.opcodeIndex].customCode
+                name = code.decode() if code else name
             ins = tuple(tensors[j] for j in op.inputs if j >= 0)
             outs = tuple(tensors[j] for j in op.outputs if j >= 0)
             ops.append(Op(sig, i, name, ins, outs))

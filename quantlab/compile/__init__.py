@@ -1,0 +1,1 @@
+"""Qualcomm NPU (QNN HTP) ahead-of-time compilation through LiteRT's Qualcomm compiler plugin."""
