@@ -156,6 +156,32 @@ def _compile(a: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run(a: argparse.Namespace) -> int:
+    from quantlab.lab.config import RunConfig
+    from quantlab.lab.pipeline import Lab
+
+    cfg = RunConfig(
+        model=a.model, out=Path(a.out),
+        schemes=tuple(s for x in (a.schemes or ["int8,int16_w8"]) for s in x.split(",") if s),
+        socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
+        eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
+        calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
+    )
+    res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
+    print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
+    for stage, t in res["timings"].items():
+        print(f"  {stage:10s} {t['seconds']:7.1f} s  ({t['ran']} run, {t['skipped']} unchanged)")
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from quantlab.report.render import write_report
+
+    md, page = write_report(Path(a.dir))
+    print(f"wrote {md} and {page}")
+    return 0
+
+
 def _config(cls, **kwargs):
     """Build a frozen config; its ValueError (which names the fix) becomes a UserError."""
     try:
@@ -167,6 +193,27 @@ def _config(cls, **kwargs):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="the whole lab: export → calibrate → quantize → check → compile → evaluate → report")
+    r.add_argument("--model", default="gemma3-270m",
+                   help="gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf")
+    r.add_argument("--out", default="out", help="artifact folder (default ./out); re-running resumes it")
+    r.add_argument("--schemes", action="append", default=None,
+                   help="comma-separated: int8 (A8W8, fastest on NPU), int16_w8 (A16W8, more accurate) or recipe "
+                        ".json files; default int8,int16_w8")
+    r.add_argument("--soc", action="append", default=None, help="SoC to compile for (repeatable; default SM8750)")
+    r.add_argument("--calib-text", action="append", default=None, help="calibration .txt/.jsonl (repeatable)")
+    r.add_argument("--eval-text", default=None, help="evaluation .txt (default: Python docs kept out of calibration)")
+    r.add_argument("--eval-tokens", type=int, default=None, help="tokens scored (default: one cache window)")
+    r.add_argument("--calib-windows", type=int, default=2, help="calibration windows of the cache length")
+    r.add_argument("--prefill-len", type=int, default=128)
+    r.add_argument("--cache-len", type=int, default=1280)
+    r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
+    r.set_defaults(func=_run)
+
+    rp = sub.add_parser("report", help="write report.md + report.html from DIR/manifest.json")
+    rp.add_argument("dir")
+    rp.set_defaults(func=_report)
 
     e = sub.add_parser("export", help="FP32 embedder + main in the NPU layout, tokenizer, manifest.json")
     e.add_argument("--model", default="gemma3-270m",

@@ -48,8 +48,10 @@ def parse_log(log: str) -> tuple[list[SubgraphCoverage], list[RejectedOp], list[
     i = 0
     while i < len(lines):
         line = lines[i]
-        if (m := _E_LINE.search(line)) and "Requested" not in m.group(1) and "Supported" not in m.group(1) \
-                and "refer to" not in m.group(1):
+        # The first <E> line of a block is the validator's sentence; later ones repeat it, list dtype sets, or are
+        # glued to other streams' output, so keep the first one until the op it explains is reported.
+        if not last_e and (m := _E_LINE.search(line)) and "Requested" not in m.group(1) \
+                and "Supported" not in m.group(1) and "refer to" not in m.group(1):
             last_e = m.group(1).strip()
         if _QNN_FAIL.search(line):
             qnn_io = []

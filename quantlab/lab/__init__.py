@@ -1,0 +1,1 @@
+"""`quantlab run`: the whole lab as checked, resumable stages."""

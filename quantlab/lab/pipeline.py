@@ -1,0 +1,219 @@
+"""The stages of `quantlab run`, their checked order, skipping of unchanged work, and timings.
+
+export → calibrate → quantize → check → compile → evaluate → report. Each stage is a list of steps (one per scheme,
+variant or SoC); a step runs only if the hash of its inputs changed since it last finished (see state.py).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from quantlab import manifest
+from quantlab.calibration.texts import default_calibration_texts, default_eval_text, load_texts
+from quantlab.errors import UserError
+from quantlab.evaluate.speed import peak_rss_mb
+from quantlab.lab.config import RunConfig, text_digest
+from quantlab.lab.state import RunState, key_of
+
+STAGES = ("export", "calibrate", "quantize", "check", "compile", "evaluate", "report")
+REQUIRES = {"calibrate": "export", "quantize": "calibrate", "check": "quantize", "compile": "quantize",
+            "evaluate": "quantize", "report": "evaluate"}
+
+
+def validate_order(stages: tuple[str, ...]) -> None:
+    """Every stage must come after the stage it needs; checked before anything runs."""
+    for i, stage in enumerate(stages):
+        need = REQUIRES.get(stage)
+        if need is not None and need not in stages[:i]:
+            raise ValueError(f"stage {stage!r} needs {need!r} before it; order given: {' → '.join(stages)}")
+
+
+class Lab:
+    def __init__(self, cfg: RunConfig, log: Callable[[str], None] = print) -> None:
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out)
+        self.timings: dict[str, dict] = {}
+
+    # ---- plumbing
+    def _prepare(self) -> RunState:
+        out = self.out
+        state_file = out / ".quantlab-run.json"
+        if out.exists() and any(out.iterdir()) and not self.cfg.overwrite and not state_file.is_file():
+            raise UserError(f"{out} exists and is not a quantlab run folder; pass --overwrite or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        state = RunState(out)
+        if self.cfg.overwrite:
+            state.steps = {}
+        elif "export" in state.steps and state.steps["export"]["key"] != self._export_key():
+            raise UserError(f"{out} holds a run of another model or shape; pass --overwrite or choose another --out")
+        return state
+
+    def _step(self, state: RunState, stage: str, step: str, key: str, outputs: list[Path],
+              fn: Callable[[], Any]) -> Any:
+        t = self.timings.setdefault(stage, {"seconds": 0.0, "ran": 0, "skipped": 0})
+        if state.done(step, key, outputs):
+            t["skipped"] += 1
+            return state.result(step)
+        t0 = time.perf_counter()
+        result = fn()
+        secs = time.perf_counter() - t0
+        t["seconds"] += secs
+        t["ran"] += 1
+        state.record(step, key, secs, result)
+        return result
+
+    def _data(self) -> dict:
+        return manifest.load(self.out)
+
+    def _sha(self, variant: str) -> str:
+        return self._data()["artifacts"][variant]["sha256"]
+
+    def _path(self, variant: str) -> Path:
+        return self.out / self._data()["artifacts"][variant]["path"]
+
+    def _export_key(self) -> str:
+        spec = self.cfg.model
+        p = Path(spec)
+        ident = [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] if p.exists() else spec
+        return key_of("export", ident, self.cfg.prefill_len, self.cfg.cache_len, manifest.versions()["quantlab"])
+
+    @property
+    def variants(self) -> list[str]:
+        from quantlab.quantize.recipes import variant_name
+
+        return ["fp32", *[variant_name(s) for s in self.cfg.schemes]]
+
+    # ---- stages
+    def run(self) -> dict:
+        validate_order(STAGES)
+        state = self._prepare()
+        t_all = time.perf_counter()
+        for i, stage in enumerate(STAGES, 1):
+            self.log(f"[{i}/{len(STAGES)} {stage}]")
+            getattr(self, f"_{stage}")(state)
+            self.timings[stage]["peak_rss_mb_after"] = round(peak_rss_mb(), 1)
+        total = time.perf_counter() - t_all
+        data = self._data()
+        data["timings_s"]["lab"] = {**self.timings, "total": round(total, 1)}
+        manifest.save(self.out, data)
+        from quantlab.report.render import write_report
+
+        write_report(self.out)  # again, now with this run's stage timings
+        return {"seconds": total, "timings": self.timings, "out": str(self.out)}
+
+    def _export(self, state: RunState) -> None:
+        from quantlab.export import ExportConfig, export_model
+        from quantlab.models import load_model
+
+        def do() -> dict:
+            loaded = load_model(self.cfg.model)
+            cfg = ExportConfig(prefill_len=self.cfg.prefill_len, cache_len=self.cfg.cache_len)
+            data = export_model(loaded, self.out, cfg, overwrite=True)
+            return {"name": loaded.name}
+
+        name = self._name_hint(state)
+        outs = [self.out / manifest.MANIFEST] + ([self.out / f"{name}_main_fp32.tflite"] if name else [])
+        self.timings.setdefault("export", {"seconds": 0.0, "ran": 0, "skipped": 0})
+        self._step(state, "export", "export", self._export_key(), outs, do)
+
+    def _name_hint(self, state: RunState) -> str | None:
+        res = state.result("export")
+        return res["name"] if res else None
+
+    def _calibrate(self, state: RunState) -> None:
+        from quantlab.calibration.capture import CapturePlan
+        from quantlab.calibration.ranges import CALIBRATION_FILE, calibrate
+
+        texts_key = text_digest(self.cfg.calib_texts)
+        key = key_of("calibrate", self._sha("fp32"), texts_key, self.cfg.calib_windows)
+
+        def do() -> dict:
+            texts = load_texts(list(self.cfg.calib_texts)) if self.cfg.calib_texts else default_calibration_texts()
+            return calibrate(self.out, texts, CapturePlan(windows=self.cfg.calib_windows))
+
+        self._step(state, "calibrate", "calibrate", key, [self.out / CALIBRATION_FILE], do)
+
+    def _quantize(self, state: RunState) -> None:
+        from quantlab.quantize.quantizer import quantize
+        from quantlab.quantize.recipes import load_recipe, variant_name
+
+        calib_key = state.steps["calibrate"]["key"]
+        name = self._name_hint(state)
+        for scheme in self.cfg.schemes:
+            v = variant_name(scheme)
+            key = key_of("quantize", calib_key, load_recipe(scheme))
+            self._step(state, "quantize", f"quantize:{v}", key, [self.out / f"{name}_main_{v}.tflite"],
+                       lambda s=scheme: {"bytes": quantize(self.out, s, overwrite=True, quiet=True)["bytes"]})
+
+    def _check(self, state: RunState) -> None:
+        from quantlab.check.litert_rules import check_litert
+
+        for v in self.variants:
+            key = key_of("check", self._sha(v))
+            res = self._step(state, "check", f"check:{v}", key, [self._path(v)],
+                             lambda v=v: [x.as_dict() for x in check_litert(self._path(v))])
+            self._annotate(v, "check", {"violations": res})
+
+    def _compile(self, state: RunState) -> None:
+        from quantlab.compile.compiler import CompileFailed
+        from quantlab.compile.stage import compile_for_socs, compiled_path
+
+        self.timings.setdefault("compile", {"seconds": 0.0, "ran": 0, "skipped": 0})
+        for v in self.variants[1:]:
+            for soc in self.cfg.socs:
+                key = key_of("compile", self._sha(v), soc, True)
+                out = compiled_path(self._path(v), soc)
+
+                def do(v=v, soc=soc) -> dict:
+                    try:
+                        return compile_for_socs(self._path(v), [soc], overwrite=True)[0].record()
+                    except CompileFailed as exc:
+                        return {"soc": soc, "failed": True, "errors": exc.errors[:20]}
+
+                res = self._step(state, "compile", f"compile:{v}:{soc}", key, [], do)
+                if not res.get("failed") and not out.exists():  # output deleted since: redo
+                    state.steps.pop(f"compile:{v}:{soc}", None)
+                    res = self._step(state, "compile", f"compile:{v}:{soc}", key, [], do)
+                self._annotate(v, f"npu_{soc.lower()}", res)
+
+    def _evaluate(self, state: RunState) -> None:
+        from quantlab.evaluate.evaluator import evaluate
+        from quantlab.evaluate.tensor_error import tensor_errors
+        from quantlab.evaluate.windows import read_text
+        from quantlab.runtime.session import ArtifactSet, generate
+
+        text = read_text(self.cfg.eval_text) if self.cfg.eval_text else default_eval_text()
+        tokens = self.cfg.eval_tokens or (self.cfg.cache_len - 1)
+        text_key = text_digest((self.cfg.eval_text,)) if self.cfg.eval_text else "default"
+        for v in self.variants:
+            key = key_of("evaluate", self._sha(v), self._sha("fp32"), text_key, tokens, self.cfg.decode_steps,
+                         self.cfg.sample_prompt)
+
+            def do(v=v) -> dict:
+                res = evaluate(self.out, text, v, None if v == "fp32" else "fp32", tokens, self.cfg.decode_steps,
+                               quiet=False)
+                if v != "fp32":
+                    res["per_op"] = tensor_errors(self.out, v, text)
+                g = generate(ArtifactSet(self.out, v), self.cfg.sample_prompt, 32)
+                res["sample"] = {"prompt": self.cfg.sample_prompt, "text": g.text}
+                return res
+
+            res = self._step(state, "evaluate", f"evaluate:{v}", key, [self._path(v)], do)
+            self._annotate(v, "metrics", res)
+
+    def _report(self, state: RunState) -> None:
+        from quantlab.report.render import write_report
+
+        self.timings.setdefault("report", {"seconds": 0.0, "ran": 0, "skipped": 0})
+        t0 = time.perf_counter()
+        write_report(self.out)
+        self.timings["report"]["seconds"] += time.perf_counter() - t0
+        self.timings["report"]["ran"] += 1
+
+    def _annotate(self, variant: str, field: str, value: Any) -> None:
+        data = self._data()
+        data["artifacts"][variant][field] = json.loads(json.dumps(value, default=str))
+        manifest.save(self.out, data)

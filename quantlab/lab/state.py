@@ -1,0 +1,40 @@
+"""The lab's run state (DIR/.quantlab-run.json): for each finished step, the hash of its inputs and its duration.
+
+A step whose input hash is unchanged and whose outputs still exist is skipped on a re-run; anything upstream that
+changed changes the hash of everything downstream. The state is written after every step, atomically, so Ctrl-C or a
+crash loses at most the step in progress (whose output, written to a temporary name, never appears half-written).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from quantlab.atomic import write_text
+
+STATE_FILE = ".quantlab-run.json"
+FORMAT_VERSION = 1
+
+
+def key_of(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class RunState:
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / STATE_FILE
+        data = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.steps: dict[str, dict] = data.get("steps", {}) if data.get("format_version") == FORMAT_VERSION else {}
+
+    def done(self, step: str, key: str, outputs: list[Path]) -> bool:
+        rec = self.steps.get(step)
+        return bool(rec and rec["key"] == key and all(Path(p).exists() for p in outputs))
+
+    def record(self, step: str, key: str, seconds: float, result: Any = None) -> None:
+        self.steps[step] = {"key": key, "seconds": round(seconds, 2), "result": result}
+        write_text(self.path, json.dumps({"format_version": FORMAT_VERSION, "steps": self.steps}, indent=1, default=str))
+
+    def result(self, step: str) -> Any:
+        return self.steps.get(step, {}).get("result")

@@ -1,0 +1,94 @@
+"""Plots for the HTML report (matplotlib, Agg backend), as base64 PNG so report.html is one self-contained file."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+from quantlab.report.rows import VariantRow
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def size_vs_perplexity(rows: list[VariantRow]) -> str | None:
+    pts = [r for r in rows if r.perplexity is not None]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for r in pts:
+        ax.scatter(r.mb, r.perplexity, s=60)
+        ax.annotate(r.variant, (r.mb, r.perplexity), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlabel("main size (MB)")
+    ax.set_ylabel("perplexity (log scale)")
+    ax.set_yscale("log")
+    ax.set_title("Size vs perplexity (lower left is better)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def speed(rows: list[VariantRow]) -> str | None:
+    pts = [r for r in rows if r.decode_tps is not None]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    names = [r.variant for r in pts]
+    axes[0].bar(names, [r.prefill_tps for r in pts], color="#4c72b0")
+    axes[0].set_title("CPU prefill tokens/s")
+    axes[1].bar(names, [r.decode_tps for r in pts], color="#dd8452")
+    axes[1].set_title("CPU decode tokens/s")
+    for ax in axes:
+        ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def per_layer_error(rows: list[VariantRow]) -> str | None:
+    pts = [r for r in rows if r.per_layer_db]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for r in pts:
+        layers = sorted(r.per_layer_db)
+        ax.plot(layers, [r.per_layer_db[i] for i in layers], marker="o", label=r.variant)
+    ax.axhline(20, color="grey", ls="--", lw=1)
+    ax.set_xlabel("decoder layer")
+    ax.set_ylabel("median tensor SNR vs FP32 (dB)")
+    ax.set_title("Per-layer error (one real prefill call; higher is better)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def by_position(rows: list[VariantRow]) -> str | None:
+    pts = [r for r in rows if r.by_position and "kl" in r.by_position[0]]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for r in pts:
+        ax.plot([b["from"] for b in r.by_position], [b["kl"] for b in r.by_position], marker="o", label=r.variant)
+    ax.set_xlabel("position in the window (128-token buckets)")
+    ax.set_ylabel("KL vs FP32 (log)")
+    ax.set_yscale("log")
+    ax.set_title("Accuracy by position (late positions must not degrade)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return _png(fig)

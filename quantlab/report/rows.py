@@ -1,0 +1,71 @@
+"""Flatten the manifest into the rows the report shows (one per variant, one per stage)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class VariantRow:
+    variant: str
+    bytes: int
+    io: str
+    perplexity: float | None = None
+    ppl_delta_pct: float | None = None
+    kl: float | None = None
+    top1: float | None = None
+    prefill_tps: float | None = None
+    decode_tps: float | None = None
+    rss_mb: float | None = None
+    violations: int | None = None
+    npu: dict[str, dict] = field(default_factory=dict)  # soc → coverage/size/failed
+    sample: str | None = None
+    by_position: list[dict] = field(default_factory=list)
+    per_layer_db: dict = field(default_factory=dict)
+    first_bad: dict | None = None
+
+    @property
+    def mb(self) -> float:
+        return self.bytes / 1e6
+
+
+def variant_rows(data: dict) -> list[VariantRow]:
+    arts = data["artifacts"]
+    base = (arts.get("fp32", {}).get("metrics") or {}).get("perplexity")
+    rows = []
+    for name, a in arts.items():
+        if a.get("role") != "main":
+            continue
+        m = a.get("metrics") or {}
+        io = a.get("io_dtype")
+        row = VariantRow(name, a["bytes"], io["embeddings"] if isinstance(io, dict) else str(io))
+        if m:
+            row.perplexity = m.get("perplexity")
+            if base and row.perplexity is not None:
+                row.ppl_delta_pct = 100 * (row.perplexity / base - 1)
+            row.kl, row.top1 = m.get("kl"), m.get("top1_agreement")
+            sp = m.get("speed", {})
+            row.prefill_tps, row.decode_tps = sp.get("prefill_tokens_per_s"), sp.get("decode_tokens_per_s")
+            row.rss_mb = m.get("peak_rss_mb_runtime")
+            row.sample = (m.get("sample") or {}).get("text")
+            row.by_position = m.get("by_position", [])
+            po = m.get("per_op") or {}
+            row.per_layer_db = {int(k): v["median_db"] for k, v in po.get("by_layer", {}).items() if int(k) >= 0}
+            row.first_bad = po.get("first_below_20db")
+        if "check" in a:
+            row.violations = len(a["check"]["violations"])
+        for key, val in a.items():
+            if key.startswith("npu_"):
+                row.npu[key[4:].upper()] = val
+        rows.append(row)
+    return rows
+
+
+def stage_rows(data: dict) -> list[dict]:
+    lab = (data.get("timings_s") or {}).get("lab") or {}
+    rows = []
+    for stage, t in lab.items():
+        if isinstance(t, dict):
+            rows.append({"stage": stage, "seconds": t.get("seconds", 0.0), "ran": t.get("ran", 0),
+                         "skipped": t.get("skipped", 0), "rss_mb": t.get("peak_rss_mb_after")})
+    return rows
