@@ -116,14 +116,18 @@ def _quantize(a: argparse.Namespace) -> int:
 
 def _check(a: argparse.Namespace) -> int:
     from quantlab.check.litert_rules import check_litert
+    from quantlab.check.qnn_rules import check_qnn
 
     found = check_litert(Path(a.model))
+    if a.target == "qnn":
+        found += check_qnn(Path(a.model))
     if a.json:
         print(json.dumps({"model": a.model, "violations": [v.as_dict() for v in found]}, indent=2))
     else:
         for v in found:
             print(v.line())
-        print(f"{a.model}: {len(found)} violation(s) of LiteRT kernel rules" if found else f"{a.model}: OK")
+        rules = "LiteRT kernel and QNN HTP rules" if a.target == "qnn" else "LiteRT kernel rules"
+        print(f"{a.model}: {len(found)} violation(s) of {rules}" if found else f"{a.model}: OK ({rules})")
     return 1 if found else 0
 
 
@@ -253,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     k = sub.add_parser("check", help="LiteRT kernel rules on any .tflite; exit 1 when violated")
     k.add_argument("model")
+    k.add_argument("--target", choices=["litert", "qnn"], default="litert",
+                   help="litert: LiteRT CPU kernel rules; qnn: also the Qualcomm HTP rules measured with the compiler")
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=_check)
 

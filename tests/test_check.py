@@ -19,7 +19,7 @@ def test_clean_models_pass(quantized, variant, capsys):
     folder, _ = quantized
     assert check_litert(_main(folder, variant)) == []
     assert cli.main(["check", str(_main(folder, variant))]) == 0
-    assert capsys.readouterr().out.strip().endswith("OK")
+    assert ": OK (LiteRT kernel rules)" in capsys.readouterr().out
 
 
 def test_int16_zero_point_is_caught(quantized, tmp_path, capsys):
@@ -60,3 +60,25 @@ def test_garbage_file_is_user_error(tmp_path, capsys):
     bad.write_bytes(b"not a model at all")
     assert cli.main(["check", str(bad)]) == 2
     assert "not a valid LiteRT model" in capsys.readouterr().err
+
+
+def test_qnn_rules_pass_quantlabs_own_mains(quantized, capsys):
+    """quantlab's export avoids both measured QNN failures, so its quantized mains pass `--target qnn`."""
+    from quantlab.check.qnn_rules import check_qnn
+
+    folder, _ = quantized
+    for v in ("int8", "int16_w8"):
+        assert check_qnn(_main(folder, v)) == []
+    assert cli.main(["check", str(_main(folder, "int16_w8")), "--target", "qnn"]) == 0
+    assert "OK (LiteRT kernel and QNN HTP rules)" in capsys.readouterr().out
+
+
+def test_qnn_wide_int16_fc_rule():
+    from quantlab.check.graph import Op, Tensor
+    from quantlab.check.qnn_rules import qnn_violations
+
+    act = Tensor("h", "INT16", (1, 128, 640), False, (0.1,), (0,))
+    w = Tensor("w", "INT8", (262144, 640), True, (0.1,), (0,))
+    wide = Op("prefill_128", 7, "FULLY_CONNECTED", (act, w), (Tensor("logits", "INT16", (1, 128, 262144), False, (0.1,), (0,)),))
+    narrow = Op("prefill_128", 8, "FULLY_CONNECTED", (act, w), (Tensor("l2", "INT16", (1, 128, 65536), False, (0.1,), (0,)),))
+    assert [v.rule for v in qnn_violations([wide, narrow])] == ["qnn-int16-wide-fc"]

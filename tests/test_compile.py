@@ -28,17 +28,48 @@ def test_int8_compiles_fully_for_sm8750_with_weight_sharing(int8_main, tmp_path)
     assert unshared.bytes > 1.3 * res.bytes
 
 
-def test_int16_rejected_ops_carry_the_compilers_reason(quantized, tmp_path):
+def test_int16_main_compiles_fully(quantized, tmp_path):
+    """Attention scores as bmm_4d and the LM head in 65,536-wide blocks: int16 main fully offloads on SM8650."""
     folder, _ = quantized
     res = compile_model(next(folder.glob("*_main_int16_w8.tflite")), "SM8650", tmp_path / "int16_aot.tflite")
-    assert not res.fully_offloaded and res.rejected
-    for r in res.rejected:
-        assert r.op == "FullyConnected" and r.qnn_error == "3110"
-        assert r.qnn_io[:2] and all(t.startswith("SFIXED_POINT_16") for t in r.qnn_io[:2])
-        assert "Unsupported input/output datatypes" in r.reason
-        assert "NpuAttention" in r.tensors[0]  # the activation x activation attention matmuls
-    total = sum(c["ops_total"] - c["ops_offloaded"] for c in res.coverage.values())
-    assert total == len(res.rejected)
+    assert res.fully_offloaded and not res.rejected and res.dispatch_ops == 2
+
+
+@pytest.fixture(scope="module")
+def int16_fc_toy(tmp_path_factory):
+    """A toy whose matmul against a runtime tensor converts to FULLY_CONNECTED, quantized to int16 activations."""
+    import litert_torch
+    import numpy as np
+    import torch
+    from ai_edge_quantizer import quantizer
+
+    from quantlab.quantize.recipes import load_recipe
+
+    class Toy(torch.nn.Module):
+        def forward(self, x, y):
+            return {"out": torch.matmul(x, y.transpose(2, 3))}
+
+    folder = tmp_path_factory.mktemp("toy")
+    sample = {"x": torch.zeros(1, 1, 4, 32), "y": torch.zeros(1, 1, 64, 32)}
+    litert_torch.signature("toy", Toy(), sample_kwargs=sample).convert().export(str(folder / "toy_fp32.tflite"))
+    q = quantizer.Quantizer(str(folder / "toy_fp32.tflite"), load_recipe("int16_w8"))
+    rng = np.random.default_rng(0)
+    data = {"toy": [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in sample.items()} for _ in range(4)]}
+    (folder / "toy_int16.tflite").write_bytes(q.quantize(q.calibrate(data), enable_progress_report=False).quantized_model)
+    return folder / "toy_int16.tflite"
+
+
+def test_rejected_ops_carry_the_compilers_reason_and_check_predicts_them(int16_fc_toy, tmp_path):
+    from quantlab.check.qnn_rules import check_qnn
+
+    res = compile_model(int16_fc_toy, "SM8750", tmp_path / "toy_aot.tflite")
+    assert not res.fully_offloaded and len(res.rejected) == 1
+    r = res.rejected[0]
+    assert r.op == "FullyConnected" and r.qnn_error == "3110" and r.signature == "toy"
+    assert all(t.startswith("SFIXED_POINT_16") for t in r.qnn_io[:2])
+    assert "Unsupported input/output datatypes" in r.reason
+    predicted = [(v.signature, v.op_index) for v in check_qnn(int16_fc_toy) if v.rule == "qnn-int16-act-matmul"]
+    assert predicted == [(r.signature, r.op_index)]
 
 
 def test_unknown_soc_lists_supported(int8_main, capsys):

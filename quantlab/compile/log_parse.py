@@ -12,6 +12,7 @@ _QNN_FAIL = re.compile(r"QNN op validation failed: '([^']+)' \(type=(\w+)\)")
 _QNN_DTYPE = re.compile(r"\[(\d)\] name=\"[^\"]*\" dtype=(QNN_DATATYPE_\w+) dims=(\[[^\]]*\])")
 _QNN_ERR = re.compile(r"QNN error=(\d+)")
 _E_LINE = re.compile(r"<E> (.+)")
+_FATAL = re.compile(r"graph_prepare\.cc.*ERROR|could not create op|graph prepare failed|prepare failed")
 _TENSOR = re.compile(r"\[(\d)\] name=\"([^\"]+)\"\s+tensor_idx")
 
 
@@ -78,5 +79,7 @@ def parse_log(log: str) -> tuple[list[SubgraphCoverage], list[RejectedOp], list[
             rejected.extend(pending)
             pending = []
         i += 1
-    errors = [ln.strip() for ln in lines if "ERROR" in ln and ("graph_prepare" in ln or "failed" in ln.lower())]
-    return coverage, rejected, errors
+    # The fatal messages (graph preparation) first, then the rest of the error lines.
+    fatal = [ln.strip() for ln in lines if "ERROR" in ln and _FATAL.search(ln)]
+    other = [ln.strip() for ln in lines if "ERROR" in ln and "failed" in ln.lower() and ln.strip() not in fatal]
+    return coverage, rejected, fatal + other

@@ -10,6 +10,7 @@ The norms, projections and MLP are transformers' own modules, so the numerics ar
 from __future__ import annotations
 
 import torch
+from litert_torch.generative.custom_ops.bmm_4d import bmm_4d
 from torch import nn
 
 from quantlab import layout
@@ -56,9 +57,9 @@ class NpuAttention(nn.Module):
         k = _rope(k, cos, sin)
         # Heads h*rep .. h*rep+rep-1 share KV head h (transformers' repeat_kv order).
         q = (q * self.scaling).reshape(1, kv, rep * t, d)
-        scores = torch.cat(
-            (torch.matmul(q, k_cache.transpose(2, 3)), torch.matmul(q, k.transpose(2, 3))), dim=-1
-        )  # [1, kv, rep*t, C+t]
+        # bmm_4d (q · kᵀ as one batched dot) rather than matmul with a transpose: the converter turns the latter into a
+        # FULLY_CONNECTED with the cache as its "weights", which QNN HTP rejects at int16 (QNN error 3110).
+        scores = torch.cat((bmm_4d(q, k_cache), bmm_4d(q, k)), dim=-1)  # [1, kv, rep*t, C+t]
         if self.softcap is not None:
             scores = torch.tanh(scores / self.softcap) * self.softcap
         s = scores.shape[-1]
@@ -88,6 +89,29 @@ class NpuDecoderLayer(nn.Module):
         return x, k, v
 
 
+# QNN HTP cannot prepare an int16 fully-connected op 262,144 outputs wide (the Gemma3 LM head): "could not create op:
+# q::ConvLayer.opt.activations_from_vtcm ... QInt16Crouton_TCM", graph prepare failed 12. 65,536 wide prepares. So the
+# LM head is split into row blocks of this size in PyTorch (views of the tied weight, no copy) and concatenated.
+LM_HEAD_BLOCK = 65536
+
+
+class SplitLMHead(nn.Module):
+    """logits = concat of x @ W[i:i+block].T; the same function as one Linear, in NPU-sized pieces."""
+
+    def __init__(self, weight: torch.Tensor, block: int = LM_HEAD_BLOCK) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList()
+        for start in range(0, weight.shape[0], block):
+            lin = nn.Linear(weight.shape[1], min(block, weight.shape[0] - start), bias=False)
+            lin.weight = nn.Parameter(weight[start : start + block], requires_grad=False)
+            self.blocks.append(lin)
+
+    def forward(self, x):
+        if len(self.blocks) == 1:
+            return self.blocks[0](x)
+        return torch.cat([b(x) for b in self.blocks], dim=-1)
+
+
 class NpuGemma3Main(nn.Module):
     """Transformer body + final norm + LM head; stateless (caches in, new K/V slices out)."""
 
@@ -99,7 +123,7 @@ class NpuGemma3Main(nn.Module):
             for i, layer in enumerate(hf_model.model.layers)
         )
         self.norm = hf_model.model.norm
-        self.lm_head = hf_model.lm_head
+        self.lm_head = SplitLMHead(hf_model.lm_head.weight.detach())
         self.final_softcap = config.final_logit_softcapping
 
     def forward(self, embeddings, mask_global, mask_local, cos_global, sin_global, cos_local, sin_local, k_cache, v_cache):
