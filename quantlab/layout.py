@@ -6,7 +6,8 @@ main is stateless. For a chunk of T new tokens at positions [p, p+T) it takes:
   mask_local        [1, 1, T, C + T]        the same, restricted to the sliding window
   cos_global/sin_global, cos_local/sin_local  [1, T, head_dim]  RoPE at the new positions
   k_cache_i, v_cache_i                      [1, kv_heads, C, head_dim] per layer
-and returns logits [1, T, vocab] plus k_slice_i, v_slice_i [1, kv_heads, T, head_dim]: the new keys/values, which the
+and returns logits [1, T, vocab] (as blocks logits_0.. logits_3 of 65,536 for Gemma3's 262,144 vocabulary) plus
+k_slice_i, v_slice_i [1, kv_heads, T, head_dim]: the new keys/values, which the
 host writes into its caches at positions [p, p+T).
 """
 
@@ -23,6 +24,17 @@ MAIN_INPUTS = ("embeddings", "mask_global", "mask_local", "cos_global", "sin_glo
 EMBEDDER_INPUT = "tokens"
 EMBEDDER_OUTPUT = "embeddings"
 LOGITS = "logits"
+
+
+def logits_names(output_names) -> list[str]:
+    """main's logits outputs in vocabulary order: `logits`, or `logits_0`, `logits_1`, ... when the LM head is
+    returned in blocks (see export/npu_main.py: one 262,144-wide int16 tensor does not prepare on the QNN HTP)."""
+    if LOGITS in output_names:
+        return [LOGITS]
+    blocks = sorted((n for n in output_names if n.startswith(LOGITS + "_")), key=lambda n: int(n.rsplit("_", 1)[1]))
+    if not blocks:
+        raise ValueError(f"no logits output among {sorted(output_names)}")
+    return blocks
 
 
 def k_cache(i: int) -> str:

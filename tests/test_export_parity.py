@@ -28,7 +28,10 @@ def test_signatures_and_names(tiny_artifacts, tiny_model):
         assert {f"k_cache_{i}" for i in range(n)} <= set(ins)
         assert ins["mask_local"].shape == (1, 1, t, TINY_CACHE + t)
         assert ins["k_cache_0"].shape == (1, 1, TINY_CACHE, tiny_model.config.head_dim)
-        assert outs["logits"].shape == (1, t, tiny_model.config.vocab_size)
+        names = layout.logits_names(outs)
+        assert names == [f"logits_{i}" for i in range(4)]  # 262,144 = 4 blocks of 65,536
+        assert sum(outs[n].shape[-1] for n in names) == tiny_model.config.vocab_size
+        assert all(outs[n].shape[:2] == (1, t) for n in names)
         assert outs[f"v_slice_{n - 1}"].shape == (1, 1, t, tiny_model.config.head_dim)
 
 

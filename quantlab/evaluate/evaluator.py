@@ -10,7 +10,7 @@ import numpy as np
 from quantlab.errors import UserError
 from quantlab.evaluate.metrics import Accumulator
 from quantlab.evaluate.scorers import LiteRTScorer, Scorer, TorchScorer
-from quantlab.evaluate.speed import measure_speed, peak_rss_mb
+from quantlab.evaluate.speed import measure_speed_isolated, peak_rss_mb
 from quantlab.evaluate.windows import windows
 from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet
@@ -72,8 +72,10 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     if len(ids) < 2:
         raise UserError("the evaluation text has fewer than 2 tokens; pass a longer text")
     bos = arts.model_info["bos_token_id"]
-    speed = measure_speed(arts, [bos, *ids[: arts.host.prefill_len - 1]], decode_steps)
-    rss_runtime = peak_rss_mb()  # before any reference is loaded: what the runtime alone needs
+    # Speed and the runtime's memory are measured in a fresh process on one prefill chunk of the default English
+    # text (BOS + prefill_len - 1 tokens), then decode steps: comparable across variants and runs.
+    speed = measure_speed_isolated(folder, variant, arts.host.prefill_len, decode_steps, num_threads)
+    rss_runtime = speed.pop("peak_rss_mb")
     wins = windows(ids, bos, arts.host.cache_len)
     metrics, test_s = score(LiteRTScorer(arts), make_reference(reference, arts), wins, quiet)
     n_tokens = sum(len(w) for w in wins)

@@ -44,3 +44,37 @@ def measure_speed(arts: ArtifactSet, prompt_ids: list[int], decode_steps: int = 
         "decode_tokens_per_s": decode_steps / (t2 - t1),
         "threads": arts.num_threads or "all",
     }
+
+
+def measure_speed_isolated(folder, variant: str, n_prompt: int, decode_steps: int,
+                           num_threads: int | None = None) -> dict:
+    """`measure_speed` in a fresh process, so its peak RSS is the runtime's own and not whatever the calling process
+    (a lab that calibrated, a torch reference) already used."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, "-m", "quantlab.evaluate.speed", str(folder), variant, str(n_prompt), str(decode_steps),
+           str(num_threads or 0)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"speed probe failed: {res.stderr.strip().splitlines()[-1:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _probe(argv: list[str]) -> None:
+    import json
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    folder, variant, n_prompt, steps, threads = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
+    from quantlab.calibration.texts import default_eval_text
+
+    arts = ArtifactSet(folder, variant, threads or None)
+    ids = arts.encode(default_eval_text())[:n_prompt]
+    res = measure_speed(arts, ids, steps)
+    res["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    _probe(sys.argv[1:])

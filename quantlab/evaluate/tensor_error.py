@@ -70,5 +70,6 @@ def tensor_errors(folder: Path, variant: str, text: str, chunk: int = 2, worst: 
                        for k, v in sorted(by_op.items(), key=lambda kv: np.median(kv[1]))},
         "by_layer": {k: {"median_db": float(np.median(v)), "min_db": float(np.min(v))}
                      for k, v in sorted(by_layer.items())},
-        "logits_db": next((round(v, 1) for n, v in snr.items() if n.endswith("logits_output")), None),
+        "logits_db": min((round(v, 1) for n, v in snr.items() if re.search(r"logits(_\d+)?_output$", n)),
+                         default=None),
     }

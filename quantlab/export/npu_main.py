@@ -89,14 +89,15 @@ class NpuDecoderLayer(nn.Module):
         return x, k, v
 
 
-# QNN HTP cannot prepare an int16 fully-connected op 262,144 outputs wide (the Gemma3 LM head): "could not create op:
-# q::ConvLayer.opt.activations_from_vtcm ... QInt16Crouton_TCM", graph prepare failed 12. 65,536 wide prepares. So the
-# LM head is split into row blocks of this size in PyTorch (views of the tied weight, no copy) and concatenated.
+# QNN HTP cannot prepare an int16 tensor of logits 262,144 wide (the Gemma3 LM head), neither from one fully-connected
+# op nor from a concatenation of blocks: "could not create op: q::ConvLayer.opt.activations_from_vtcm ...
+# QInt16Crouton_TCM", graph prepare failed 12. So the LM head is split into row blocks of 65,536 in PyTorch (views of
+# the tied weight, no copy) and each block is its own output (logits_0 ...); the host concatenates them.
 LM_HEAD_BLOCK = 65536
 
 
 class SplitLMHead(nn.Module):
-    """logits = concat of x @ W[i:i+block].T; the same function as one Linear, in NPU-sized pieces."""
+    """Blocks x @ W[i:i+block].T whose concatenation is the one Linear's output, in NPU-sized pieces."""
 
     def __init__(self, weight: torch.Tensor, block: int = LM_HEAD_BLOCK) -> None:
         super().__init__()
@@ -106,10 +107,8 @@ class SplitLMHead(nn.Module):
             lin.weight = nn.Parameter(weight[start : start + block], requires_grad=False)
             self.blocks.append(lin)
 
-    def forward(self, x):
-        if len(self.blocks) == 1:
-            return self.blocks[0](x)
-        return torch.cat([b(x) for b in self.blocks], dim=-1)
+    def forward(self, x) -> list:
+        return [b(x) for b in self.blocks]
 
 
 class NpuGemma3Main(nn.Module):
@@ -136,10 +135,11 @@ class NpuGemma3Main(nn.Module):
                 x, k, v = layer(x, mask_local, cos_local, sin_local, k_cache[i], v_cache[i])
             k_out.append(k)
             v_out.append(v)
-        logits = self.lm_head(self.norm(x))
+        blocks = self.lm_head(self.norm(x))
         if self.final_softcap is not None:
-            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
-        return {layout.LOGITS: logits, "k_slice": k_out, "v_slice": v_out}
+            blocks = [torch.tanh(b / self.final_softcap) * self.final_softcap for b in blocks]
+        logits = {layout.LOGITS: blocks[0]} if len(blocks) == 1 else {layout.LOGITS: blocks}
+        return {**logits, "k_slice": k_out, "v_slice": v_out}
 
 
 class Embedder(nn.Module):

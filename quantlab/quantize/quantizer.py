@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from quantlab import manifest
+from quantlab import layout, manifest
 from quantlab.atomic import atomic_path, check_writable
 from quantlab.calibration.ranges import load_ranges
 from quantlab.evaluate.speed import peak_rss_mb
@@ -56,5 +56,5 @@ def _io_dtypes(path: Path) -> dict[str, str]:
         "masks": pick(ins, "mask_global"),
         "rope": pick(ins, "cos_global"),
         "kv_cache": pick(ins, "k_cache_0"),
-        "logits": pick(outs, "logits"),
+        "logits": pick(outs, layout.logits_names(outs)[0]),
     }

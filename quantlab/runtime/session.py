@@ -115,7 +115,10 @@ class Session:
                     new = cs.quantize(ss.dequantize(new))  # parameters differ: requantize into the cache's
                 self.caches[cache_name][:, :, self.pos : self.pos + n] = new
         self.pos += n
-        return out[layout.LOGITS][0, :n] if want_logits else None
+        if not want_logits:
+            return None
+        names = layout.logits_names(out)
+        return np.concatenate([out[name][0, :n] for name in names], axis=-1) if len(names) > 1 else out[names[0]][0, :n]
 
     def _step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
         values, raw = self.inputs(sig, tokens, t)
