@@ -16,6 +16,11 @@ from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet
 
 
+# Bumped whenever what `evaluate` measures, or how, changes; the lab re-evaluates results made by an older method.
+# 2: speed and runtime RSS measured in a fresh process (VmHWM).
+METHOD_VERSION = 2
+
+
 def make_reference(reference: str | None, arts: ArtifactSet) -> Scorer | None:
     """`torch`: the PyTorch model the folder was exported from; a variant name in the same folder; or another
     artifact folder (its fp32 main). Choose `torch` to measure export fidelity, `fp32` to measure quantization cost."""

@@ -12,7 +12,18 @@ from quantlab.runtime.session import ArtifactSet
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far, in MB.
+
+    On Linux this is VmHWM of this process image: ru_maxrss would carry over the parent's peak into a child started
+    with fork+exec, which made a fresh measurement process report its 16 GB parent's figure.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1e3  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
 

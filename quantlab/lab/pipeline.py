@@ -180,7 +180,7 @@ class Lab:
                 self._annotate(v, f"npu_{soc.lower()}", res)
 
     def _evaluate(self, state: RunState) -> None:
-        from quantlab.evaluate.evaluator import evaluate
+        from quantlab.evaluate.evaluator import METHOD_VERSION, evaluate
         from quantlab.evaluate.tensor_error import tensor_errors
         from quantlab.evaluate.windows import read_text
         from quantlab.runtime.session import ArtifactSet, generate
@@ -189,8 +189,8 @@ class Lab:
         tokens = self.cfg.eval_tokens or (self.cfg.cache_len - 1)
         text_key = text_digest((self.cfg.eval_text,)) if self.cfg.eval_text else "default"
         for v in self.variants:
-            key = key_of("evaluate", self._sha(v), self._sha("fp32"), text_key, tokens, self.cfg.decode_steps,
-                         self.cfg.sample_prompt)
+            key = key_of("evaluate", METHOD_VERSION, self._sha(v), self._sha("fp32"), text_key, tokens,
+                         self.cfg.decode_steps, self.cfg.sample_prompt)
 
             def do(v=v) -> dict:
                 res = evaluate(self.out, text, v, None if v == "fp32" else "fp32", tokens, self.cfg.decode_steps,
