@@ -32,9 +32,20 @@ class RunState:
         rec = self.steps.get(step)
         return bool(rec and rec["key"] == key and all(Path(p).exists() for p in outputs))
 
-    def record(self, step: str, key: str, seconds: float, result: Any = None) -> None:
-        self.steps[step] = {"key": key, "seconds": round(seconds, 2), "result": result}
+    def record(self, step: str, key: str, seconds: float, result: Any = None, rss_mb: float | None = None) -> None:
+        self.steps[step] = {"key": key, "seconds": round(seconds, 2), "rss_mb": rss_mb, "result": result}
         write_text(self.path, json.dumps({"format_version": FORMAT_VERSION, "steps": self.steps}, indent=1, default=str))
+
+    def stage_totals(self) -> dict[str, dict]:
+        """Per stage: seconds its current steps took when they ran, and the process peak RSS after them."""
+        out: dict[str, dict] = {}
+        for step, rec in self.steps.items():
+            t = out.setdefault(step.split(":")[0], {"seconds": 0.0, "steps": 0, "peak_rss_mb_after": None})
+            t["seconds"] = round(t["seconds"] + rec["seconds"], 2)
+            t["steps"] += 1
+            if rec.get("rss_mb") is not None:
+                t["peak_rss_mb_after"] = max(t["peak_rss_mb_after"] or 0, rec["rss_mb"])
+        return out
 
     def result(self, step: str) -> Any:
         return self.steps.get(step, {}).get("result")

@@ -10,7 +10,7 @@ from quantlab import manifest
 from quantlab.atomic import write_text
 from quantlab.report import figures
 from quantlab.report.guide import selection_guide
-from quantlab.report.rows import stage_rows, variant_rows
+from quantlab.report.rows import last_run_seconds, stage_rows, variant_rows
 
 
 def _env():
@@ -47,6 +47,7 @@ def render_markdown(data: dict) -> str:
                                 f"{model['vocab_size']}, from {model['source']}.",
         created=data.get("created", ""), versions=data.get("versions", {}), eval_note=eval_note,
         guide=selection_guide(rows), rows=rows, stages=stage_rows(data), prompt=sample.get("prompt", ""),
+        last_run_s=last_run_seconds(data),
     )
 
 

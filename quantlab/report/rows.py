@@ -62,10 +62,16 @@ def variant_rows(data: dict) -> list[VariantRow]:
 
 
 def stage_rows(data: dict) -> list[dict]:
-    lab = (data.get("timings_s") or {}).get("lab") or {}
+    """Per stage: what making the current artifacts took, and what the last run did (ran / skipped steps)."""
+    timings = data.get("timings_s") or {}
+    lab, last = timings.get("lab") or {}, timings.get("last_run") or {}
     rows = []
     for stage, t in lab.items():
-        if isinstance(t, dict):
-            rows.append({"stage": stage, "seconds": t.get("seconds", 0.0), "ran": t.get("ran", 0),
-                         "skipped": t.get("skipped", 0), "rss_mb": t.get("peak_rss_mb_after")})
+        lt = last.get(stage) or {}
+        rows.append({"stage": stage, "seconds": t.get("seconds", 0.0), "steps": t.get("steps", 0),
+                     "ran": lt.get("ran", 0), "skipped": lt.get("skipped", 0), "rss_mb": t.get("peak_rss_mb_after")})
     return rows
+
+
+def last_run_seconds(data: dict) -> float | None:
+    return ((data.get("timings_s") or {}).get("last_run") or {}).get("total")
