@@ -67,6 +67,8 @@ def stage_rows(data: dict) -> list[dict]:
     lab, last = timings.get("lab") or {}, timings.get("last_run") or {}
     rows = []
     for stage, t in lab.items():
+        if not isinstance(t, dict):  # a "total" entry
+            continue
         lt = last.get(stage) or {}
         rows.append({"stage": stage, "seconds": t.get("seconds", 0.0), "steps": t.get("steps", 0),
                      "ran": lt.get("ran", 0), "skipped": lt.get("skipped", 0), "rss_mb": t.get("peak_rss_mb_after")})
