@@ -59,7 +59,10 @@ def selection_guide(rows: list[VariantRow]) -> list[str]:
             lines.append(f"For the NPU: no usable variant is fully offloaded; **{r.variant}** runs {frac:.1%} of its ops "
                          f"on the {soc} NPU (the rest on the CPU, see the NPU table).")
         else:
-            lines.append("For the NPU: no usable variant compiles yet; see the NPU table for the compiler's reasons.")
+            compiled = [f"{r.variant} ({', '.join(_npu_full(r))})" for r in quant if _npu_full(r)]
+            lines.append(("For the NPU: " + ", ".join(compiled) + " compile fully, but none is accurate enough to "
+                          "ship yet (above)." if compiled else
+                          "For the NPU: no usable variant compiles yet; see the NPU table for the compiler's reasons."))
     if usable:
         fastest = max(usable + [fp], key=lambda r: r.decode_tps or 0)
         lines.append(f"For the CPU: **{fastest.variant}** decodes fastest among usable variants "
