@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from quantlab import cli, layout
-from quantlab.calibration.capture import CapturePlan
-from quantlab.calibration.ranges import CALIBRATION_FILE, calibrate, load_ranges
+from quantlab.calibration.ranges import CALIBRATION_FILE, load_ranges
 from quantlab.calibration.texts import EVAL_TOPICS, default_calibration_texts, default_eval_text
 from quantlab.errors import UserError
 from quantlab.quantize.quantizer import quantize

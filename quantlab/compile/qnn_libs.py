@@ -41,7 +41,7 @@ def lpai_stub_dir() -> Path:
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise UserError("building the libQnnLpai.so stand-in needs a C compiler; install one (apt-get install gcc)")
-    tmp = folder / f".libQnnLpai.so.tmp"
+    tmp = folder / ".libQnnLpai.so.tmp"
     subprocess.run([cc, "-shared", "-x", "c", "/dev/null", "-o", str(tmp)], check=True, capture_output=True)
     tmp.replace(stub)
     return folder

@@ -48,6 +48,12 @@ class RunConfig:
                 raise UserError(f"text file {p} does not exist; pass an existing .txt or .jsonl file")
             if not Path(p).read_text(errors="replace").strip():
                 raise UserError(f"text file {p} is empty; pass a file with text in it")
+        from quantlab.layout import ExportConfig
+
+        try:
+            ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
         if self.calib_windows < 1:
             raise UserError(f"--calib-windows must be at least 1, got {self.calib_windows}")
         if self.eval_tokens is not None and self.eval_tokens < 2:

@@ -112,7 +112,7 @@ class Lab:
         def do() -> dict:
             loaded = load_model(self.cfg.model)
             cfg = ExportConfig(prefill_len=self.cfg.prefill_len, cache_len=self.cfg.cache_len)
-            data = export_model(loaded, self.out, cfg, overwrite=True)
+            export_model(loaded, self.out, cfg, overwrite=True)
             return {"name": loaded.name}
 
         name = self._name_hint(state)

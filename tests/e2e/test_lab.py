@@ -64,6 +64,7 @@ def test_bad_inputs_exit_2_with_one_line(lab, tmp_path, capsys):
         ["--soc", "SM0000"],
         ["--eval-text", str(empty)],
         ["--calib-text", str(tmp_path / "missing.txt")],
+        ["--prefill-len", "64", "--cache-len", "32"],
     ]
     for extra in cases:
         assert cli.main(["run", *TINY, "--out", str(lab), *extra]) == 2, extra

@@ -23,7 +23,6 @@ from pathlib import Path
 from quantlab.errors import UserError
 
 SCHEMES = ("int8", "int16_w8")
-_NAME = re.compile(r"^int(8|16)(_w(8|16))?$")
 
 
 def scheme_names() -> list[str]:
