@@ -1,13 +1,32 @@
-"""Run a child process and sample its peak RSS (with its own children), for stages that run external tools."""
+"""Process memory: this process's peak RSS, and a child process run with its peak RSS sampled."""
 
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
+import sys
 import threading
 import time
 
 import psutil
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB.
+
+    On Linux this is VmHWM of this process image: ru_maxrss would carry over the parent's peak into a child started
+    with fork+exec, which made a fresh measurement process report its 16 GB parent's figure.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1e3  # kB
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
 
 
 def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.2) -> tuple[int, float, float, str]:

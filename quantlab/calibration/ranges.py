@@ -18,7 +18,7 @@ from quantlab import layout, manifest
 from quantlab.atomic import write_text
 from quantlab.calibration.capture import CapturePlan, capture_window, token_windows
 from quantlab.errors import UserError
-from quantlab.evaluate.speed import peak_rss_mb
+from quantlab.procmon import peak_rss_mb
 from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet
 

@@ -10,7 +10,8 @@ import numpy as np
 from quantlab.errors import UserError
 from quantlab.evaluate.metrics import Accumulator
 from quantlab.evaluate.scorers import LiteRTScorer, Scorer, TorchScorer
-from quantlab.evaluate.speed import measure_speed_isolated, peak_rss_mb
+from quantlab.evaluate.speed import measure_speed_isolated
+from quantlab.procmon import peak_rss_mb
 from quantlab.evaluate.windows import windows
 from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 
 import numpy as np
 
+from quantlab.procmon import peak_rss_mb
 from quantlab.runtime.session import ArtifactSet
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB.
-
-    On Linux this is VmHWM of this process image: ru_maxrss would carry over the parent's peak into a child started
-    with fork+exec, which made a fresh measurement process report its 16 GB parent's figure.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1e3  # kB
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
 
 
 def measure_speed(arts: ArtifactSet, prompt_ids: list[int], decode_steps: int = 32) -> dict:

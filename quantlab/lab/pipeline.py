@@ -14,7 +14,7 @@ from typing import Any, Callable
 from quantlab import manifest
 from quantlab.calibration.texts import default_calibration_texts, default_eval_text, load_texts
 from quantlab.errors import UserError
-from quantlab.evaluate.speed import peak_rss_mb
+from quantlab.procmon import peak_rss_mb
 from quantlab.lab.config import RunConfig, text_digest
 from quantlab.lab.state import RunState, key_of
 
@@ -90,20 +90,11 @@ class Lab:
     def run(self) -> dict:
         validate_order(STAGES)
         state = self._prepare()
-        t_all = time.perf_counter()
+        self._t_all = time.perf_counter()
         for i, stage in enumerate(STAGES, 1):
             self.log(f"[{i}/{len(STAGES)} {stage}]")
             getattr(self, f"_{stage}")(state)
-        total = time.perf_counter() - t_all
-        data = self._data()
-        # What the current artifacts cost to make (from when each step actually ran), and what this run did.
-        data["timings_s"]["lab"] = state.stage_totals()
-        data["timings_s"]["last_run"] = {**self.timings, "total": round(total, 1)}
-        manifest.save(self.out, data)
-        from quantlab.report.render import write_report
-
-        write_report(self.out)  # again, now with this run's stage timings
-        return {"seconds": total, "timings": self.timings, "out": str(self.out)}
+        return {"seconds": time.perf_counter() - self._t_all, "timings": self.timings, "out": str(self.out)}
 
     def _export(self, state: RunState) -> None:
         from quantlab.export import ExportConfig, export_model
@@ -117,7 +108,6 @@ class Lab:
 
         name = self._name_hint(state)
         outs = [self.out / manifest.MANIFEST] + ([self.out / f"{name}_main_fp32.tflite"] if name else [])
-        self.timings.setdefault("export", {"seconds": 0.0, "ran": 0, "skipped": 0})
         self._step(state, "export", "export", self._export_key(), outs, do)
 
     def _name_hint(self, state: RunState) -> str | None:
@@ -162,11 +152,12 @@ class Lab:
         from quantlab.compile.compiler import CompileFailed
         from quantlab.compile.stage import compile_for_socs, compiled_path
 
-        self.timings.setdefault("compile", {"seconds": 0.0, "ran": 0, "skipped": 0})
         for v in self.variants[1:]:
             for soc in self.cfg.socs:
-                key = key_of("compile", self._sha(v), soc, True)
-                out = compiled_path(self._path(v), soc)
+                step, key = f"compile:{v}:{soc}", key_of("compile", self._sha(v), soc, True)
+                # A compile that failed has no output to check; one that succeeded must still have its file.
+                failed = (state.result(step) or {}).get("failed")
+                outputs = [] if failed else [compiled_path(self._path(v), soc)]
 
                 def do(v=v, soc=soc) -> dict:
                     try:
@@ -174,10 +165,7 @@ class Lab:
                     except CompileFailed as exc:
                         return {"soc": soc, "failed": True, "errors": exc.errors[:20]}
 
-                res = self._step(state, "compile", f"compile:{v}:{soc}", key, [], do)
-                if not res.get("failed") and not out.exists():  # output deleted since: redo
-                    state.steps.pop(f"compile:{v}:{soc}", None)
-                    res = self._step(state, "compile", f"compile:{v}:{soc}", key, [], do)
+                res = self._step(state, "compile", step, key, outputs, do)
                 self._annotate(v, f"npu_{soc.lower()}", res)
 
     def _evaluate(self, state: RunState) -> None:
@@ -210,6 +198,11 @@ class Lab:
 
         self.timings.setdefault("report", {"seconds": 0.0, "ran": 0, "skipped": 0})
         t0 = time.perf_counter()
+        data = self._data()
+        # What the current artifacts cost to make (from when each step actually ran), and what this run did.
+        data["timings_s"]["lab"] = state.stage_totals()
+        data["timings_s"]["last_run"] = {**self.timings, "total": round(t0 - self._t_all, 1)}
+        manifest.save(self.out, data)
         write_report(self.out)
         self.timings["report"]["seconds"] += time.perf_counter() - t0
         self.timings["report"]["ran"] += 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from quantlab import layout, manifest
 from quantlab.atomic import atomic_path, check_writable
 from quantlab.calibration.ranges import load_ranges
-from quantlab.evaluate.speed import peak_rss_mb
+from quantlab.procmon import peak_rss_mb
 from quantlab.quantize.recipes import load_recipe, variant_name
 from quantlab.runtime.litert_model import LiteRTModel
 
