@@ -21,7 +21,7 @@ def _export(a: argparse.Namespace) -> int:
     from quantlab.export import ExportConfig, export_model
     from quantlab.models import load_model
 
-    config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len)
+    config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len, smooth_alpha=a.smooth)
     loaded = load_model(a.model)
     data = export_model(loaded, Path(a.out), config, overwrite=a.overwrite)
     for key, art in data["artifacts"].items():
@@ -93,7 +93,7 @@ def _calibrate(a: argparse.Namespace) -> int:
 
     plan = _config(CapturePlan, windows=a.samples, window_len=a.window_len)
     texts = load_texts([Path(t) for t in a.text]) if a.text else default_calibration_texts()
-    meta = calibrate(Path(a.dir), texts, plan)
+    meta = calibrate(Path(a.dir), texts, plan, ranges=a.ranges)
     s = meta["samples"]
     print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
           + ", ".join(f"{n} {k} samples" for k, n in s.items())
@@ -111,6 +111,36 @@ def _quantize(a: argparse.Namespace) -> int:
             raise UserError(str(exc)) from None
         print(f"{scheme}: {rec['path']}  {rec['bytes'] / 1e6:.1f} MB, I/O {rec['io_dtype']['embeddings']}, "
               f"{rec['quantize_seconds']:.0f} s")
+    return 0
+
+
+def _analyze(a: argparse.Namespace) -> int:
+    from quantlab.analyze.analysis import analyze
+    from quantlab.analyze.search import SearchConfig
+    from quantlab.compile.socs import resolve_soc
+
+    cfg = _config(SearchConfig, tolerance=a.tolerance, soc=resolve_soc(a.soc))
+    if a.tokens < 2:
+        raise UserError(f"--tokens must be at least 2, got {a.tokens}")
+    res = analyze(Path(a.dir), cfg, tokens=a.tokens)
+    sens = res["sensitivity"]
+    print(f"sensitivity on {res['tokens']} tokens of calibration-domain text, KL vs fp32 (all int16: "
+          f"{sens['all_int16']['kl']:.4f}, all int8: {sens['all_int8']['kl']:.4f}); one group changed:")
+    for r in sens["rows"]:
+        print(f"  {r['group']:10s} at int8 KL {r['kl_8']:.4f} top-1 {r['top1_8']:6.1%} | "
+              f"left float KL {r['kl_float']:.4f} top-1 {r['top1_float']:6.1%}")
+    s = res["search"]
+    print(f"mixed-precision candidates (int16 elsewhere; compiled for {s['soc']}):")
+    for c in s["candidates"]:
+        npu = "compiles fully" if c["fully_offloaded"] else "does NOT compile fully"
+        print(f"  {c['name']:45s} int8 FC weights {c['int8_weight_share']:6.1%}  ppl x{c['perplexity_ratio']:.3f}  "
+              f"KL {c['kl']:.4f}  top-1 {c['top1_agreement']:.1%}  {npu}")
+    if s["chosen"]:
+        how = "within" if s["chosen_within_tolerance"] else "NONE within"
+        print(f"chosen: {s['chosen']} ({how} perplexity x{s['tolerance']}); recipe: {a.dir}/recipes/{s['chosen']}.json")
+    else:
+        print("no candidate with int8 activations compiles fully; nothing chosen")
+    print(f"analysis took {res['seconds']:.0f} s; wrote {a.dir}/analysis.json")
     return 0
 
 
@@ -170,6 +200,7 @@ def _run(a: argparse.Namespace) -> int:
         socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
+        analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth,
     )
     res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
@@ -212,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--calib-windows", type=int, default=2, help="calibration windows of the cache length")
     r.add_argument("--prefill-len", type=int, default=128)
     r.add_argument("--cache-len", type=int, default=1280)
+    r.add_argument("--no-analyze", action="store_true",
+                   help="skip the sensitivity analysis and mixed-precision search (and its third variant)")
+    r.add_argument("--tolerance", type=float, default=1.05,
+                   help="mixed-precision search: allowed perplexity ratio to fp32 (default 1.05)")
+    r.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                   help="SmoothQuant scale migration before export (default 0: none)")
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
     r.set_defaults(func=_run)
 
@@ -225,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="artifact folder")
     e.add_argument("--prefill-len", type=int, default=128, help="tokens per prefill call (default 128)")
     e.add_argument("--cache-len", type=int, default=1280, help="KV cache slots = longest context (default 1280)")
+    e.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
+                   help="SmoothQuant scale migration before export, e.g. 0.5 (default 0: none); helps int8 activations")
     e.add_argument("--overwrite", action="store_true", help="replace existing artifacts")
     e.set_defaults(func=_export)
 
@@ -246,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--samples", type=int, default=2,
                    help="text windows; each gives cache_len/prefill_len prefill samples and as many decode ones")
     c.add_argument("--window-len", type=int, default=None, help="tokens per window (default: the cache length)")
+    c.add_argument("--ranges", choices=("min_max", "moving_average"), default="min_max",
+                   help="how samples' ranges merge: true min/max (default) or ai-edge-quantizer's moving average")
     c.set_defaults(func=_calibrate)
 
     q = sub.add_parser("quantize", help="static PTQ of main: int8 (A8W8), int16_w8 (A16W8) or a recipe .json")
@@ -254,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: int8 act (asym) + int8 weights; int16_w8: int16 act (sym) + int8 weights; or a .json")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=_quantize)
+
+    an = sub.add_parser("analyze", help="per-op-group sensitivity (8/16-bit/float) + mixed-precision search that "
+                                        "must compile for the NPU; saves DIR/recipes/<chosen>.json")
+    an.add_argument("dir")
+    an.add_argument("--tolerance", type=float, default=1.05,
+                    help="allowed perplexity ratio to fp32 on calibration-domain text (default 1.05 = +5 %%)")
+    an.add_argument("--soc", default="SM8750", help="SoC every candidate must compile for (default SM8750)")
+    an.add_argument("--tokens", type=int, default=256, help="tokens of calibration-domain text scored per candidate")
+    an.set_defaults(func=_analyze)
 
     k = sub.add_parser("check", help="LiteRT kernel rules on any .tflite; exit 1 when violated")
     k.add_argument("model")

@@ -68,10 +68,14 @@ class ExportConfig:
       Choose smaller to cut prefill latency for short prompts, larger for throughput on long ones.
     cache_len: KV cache slots; the longest context (prompt + generated tokens). 1280 is LiteRT's NPU default; every
       slot costs memory and attention time in every call, so choose the smallest that fits your use.
+    smooth_alpha: 0 exports the model as it is; in (0, 1) applies SmoothQuant scale migration first (same function,
+      narrower inputs to every fully-connected layer; see quantlab/export/smooth.py). Choose 0.5 when you want int8
+      activations on the fully-connected layers.
     """
 
     prefill_len: int = 128
     cache_len: int = 1280
+    smooth_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.prefill_len <= 4096:
@@ -82,6 +86,8 @@ class ExportConfig:
             )
         if self.cache_len > 32768:
             raise ValueError(f"cache_len must be at most 32768, got {self.cache_len}")
+        if not 0.0 <= self.smooth_alpha < 1.0:
+            raise ValueError(f"smooth alpha must be in [0, 1), got {self.smooth_alpha}; try 0.5 (or 0 for none)")
 
     @property
     def prefill_signature(self) -> str:

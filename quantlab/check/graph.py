@@ -36,7 +36,8 @@ class Op:
 
 
 def read_ops(path: Path) -> list[Op]:
-    """Every op of every signature's subgraph. A file that is not a LiteRT model is a UserError."""
+    """Every op of every signature's subgraph (all subgraphs if the model has no signatures). Composite bodies (e.g.
+    `odml.rms_norm`'s decomposition, run only by the CPU) are left out. Not a LiteRT model: UserError."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     path = Path(path)
@@ -49,6 +50,8 @@ def read_ops(path: Path) -> list[Op]:
     names = {sd.subgraphIndex: sd.signatureKey.decode() for sd in (model.signatureDefs or [])}
     ops: list[Op] = []
     for sg_index, sg in enumerate(model.subgraphs):
+        if names and sg_index not in names:
+            continue
         sig = names.get(sg_index, f"subgraph_{sg_index}")
         tensors = [_tensor(t, model.buffers) for t in sg.tensors]
         for i, op in enumerate(sg.operators or []):

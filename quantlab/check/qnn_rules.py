@@ -10,6 +10,10 @@ onnxruntime-qnn 2.7.0 host libraries), so a user learns before compiling. Each r
   preparation fail for the whole model on SM8650/SM8750/SM8850: "could not create op:
   q::ConvLayer.opt.activations_from_vtcm ... QInt16Crouton_TCM", "graph prepare failed 12". quantlab's export splits
   the LM head into 65,536-wide blocks, which prepare.
+- qnn-int8-rmsnorm: an `odml.rms_norm` composite with int8 input/output is rejected by the HTP validator on SM8750:
+  "Unsupported input/output datatypes requested for the HTP Op 'RmsNorm'" (QNN error 3110; SFIXED_POINT_8 in and out).
+  The plugin then inlines the composite's float decomposition instead (twice the ops). At int16 it maps to one RmsNorm,
+  so quantlab's recipes keep the norms at int16 even in `int8` (as litert-torch's own NPU recipe does).
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ MEASURED_SOCS = "SM8650, SM8750"
 def qnn_violations(ops: list[Op]) -> list[Violation]:
     found = []
     for op in ops:
+        if op.name == "STABLEHLO_COMPOSITE" and op.outputs and op.outputs[0].dtype == "INT8":
+            found.append(Violation(
+                "qnn-int8-rmsnorm", op.signature, op.index, op.name, op.outputs[0].name,
+                "int8 RMSNorm composite: the HTP rejects RmsNorm at int8 (QNN error 3110, measured on SM8750) and the "
+                "compiler inlines its float decomposition instead",
+                "quantize the norms' composite input/output at 16 bits (what quantlab's recipes do)"))
         if op.name != "FULLY_CONNECTED" or len(op.inputs) < 2:
             continue
         a, b = op.inputs[0], op.inputs[1]

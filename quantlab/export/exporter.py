@@ -71,8 +71,28 @@ def _eos_ids(loaded: LoadedModel) -> list[int]:
     return ids
 
 
-def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, overwrite: bool = False) -> dict:
-    """Export `loaded` into `out`; returns the manifest. Refuses to replace existing files unless `overwrite`."""
+def _smooth(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] | None) -> dict:
+    """Scale migration on `loaded.model` in place, with activation maxima from 2 cache-length windows of `texts`."""
+    from quantlab.calibration.texts import default_calibration_texts
+    from quantlab.export.smooth import activation_maxima, smooth
+
+    stream: list[int] = []
+    for t in texts or default_calibration_texts():
+        stream.extend(loaded.tokenizer(t).input_ids[1:])
+        if len(stream) >= 2 * config.cache_len:
+            break
+    bos, n = loaded.config.bos_token_id, config.cache_len - 1
+    windows = [[bos, *stream[s : s + n]] for s in range(0, min(len(stream), 2 * n), n)]
+    scales = smooth(loaded.model, activation_maxima(loaded.model, windows), config.smooth_alpha)
+    return {"alpha": config.smooth_alpha, "tokens": sum(map(len, windows)), "max_scale": round(max(scales.values()), 3)}
+
+
+def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, overwrite: bool = False,
+                 smooth_texts: list[str] | None = None) -> dict:
+    """Export `loaded` into `out`; returns the manifest. Refuses to replace existing files unless `overwrite`.
+
+    With `config.smooth_alpha` > 0 the PyTorch model is first smoothed in place (on `smooth_texts`, default the
+    calibration texts); the model is then no longer the one loaded, so reload it for any other use."""
     out = Path(out)
     emb_path, main_fp32 = embedder_path(out, loaded.name), main_path(out, loaded.name)
     for p in (emb_path, main_fp32, out / manifest.MANIFEST):
@@ -82,7 +102,11 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
     timings: dict[str, float] = {}
     sigs = config.signatures()
 
+    smoothing = None
     with torch.no_grad():
+        if config.smooth_alpha:
+            with Stage("smooth (scale migration)", timings):
+                smoothing = _smooth(loaded, config, smooth_texts)
         with Stage("export embedder", timings):
             emb = Embedder(loaded.model).eval()
             _convert(emb, {s: {layout.EMBEDDER_INPUT: torch.zeros(1, t, dtype=torch.int32)} for s, t in sigs.items()},
@@ -102,6 +126,7 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
         "model": model_record(loaded),
         "host": manifest.host_record(host),
         "signatures": sigs,
+        "smoothing": smoothing,
         "artifacts": {
             "embedder_fp32": manifest.artifact_record(emb_path, role="embedder", scheme="fp32", io_dtype="float32"),
             "fp32": manifest.artifact_record(main_fp32, role="main", scheme="fp32", io_dtype="float32"),

@@ -18,7 +18,9 @@ class RunConfig:
     schemes: int8 and/or int16_w8 (or recipe .json files). socs: Snapdragon SoCs to compile for; empty skips the
     compile stage. eval_tokens: evaluation text scored (default one full cache window, so every position is covered).
     calib_windows: calibration windows of the cache length (2 cover every position twice; more narrows the ranges'
-    sampling noise at a minute or so each on the 270M).
+    sampling noise at a minute or so each on the 270M). analyze: run the mixed-precision search and build its chosen
+    recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
+    analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
     """
 
     model: str = "gemma3-270m"
@@ -34,6 +36,10 @@ class RunConfig:
     decode_steps: int = 32
     sample_prompt: str = "The three most important things to know about quantization are"
     overwrite: bool = False
+    analyze: bool = True
+    tolerance: float = 1.05
+    analyze_tokens: int = 256
+    smooth_alpha: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,8 +56,12 @@ class RunConfig:
                 raise UserError(f"text file {p} is empty; pass a file with text in it")
         from quantlab.layout import ExportConfig
 
+        if self.tolerance < 1.0:
+            raise UserError(f"--tolerance must be at least 1.0 (a perplexity ratio), got {self.tolerance}")
+        if self.analyze_tokens < 2:
+            raise UserError(f"analyze_tokens must be at least 2, got {self.analyze_tokens}")
         try:
-            ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len)
+            ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len, smooth_alpha=self.smooth_alpha)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if self.calib_windows < 1:

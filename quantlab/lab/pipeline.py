@@ -1,7 +1,8 @@
 """The stages of `quantlab run`, their checked order, skipping of unchanged work, and timings.
 
-export → calibrate → quantize → check → compile → evaluate → report. Each stage is a list of steps (one per scheme,
-variant or SoC); a step runs only if the hash of its inputs changed since it last finished (see state.py).
+export → calibrate → analyze → quantize → check → compile → evaluate → report. Each stage is a list of steps (one per
+scheme, variant or SoC); a step runs only if the hash of its inputs changed since it last finished (see state.py).
+The analyze stage (mixed-precision search, `quantlab analyze`) adds a third variant named for its recipe.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from quantlab.procmon import peak_rss_mb
 from quantlab.lab.config import RunConfig, text_digest
 from quantlab.lab.state import RunState, key_of
 
-STAGES = ("export", "calibrate", "quantize", "check", "compile", "evaluate", "report")
-REQUIRES = {"calibrate": "export", "quantize": "calibrate", "check": "quantize", "compile": "quantize",
-            "evaluate": "quantize", "report": "evaluate"}
+STAGES = ("export", "calibrate", "analyze", "quantize", "check", "compile", "evaluate", "report")
+REQUIRES = {"calibrate": "export", "analyze": "calibrate", "quantize": "calibrate", "check": "quantize",
+            "compile": "quantize", "evaluate": "quantize", "report": "evaluate"}
 
 
 def validate_order(stages: tuple[str, ...]) -> None:
@@ -78,13 +79,25 @@ class Lab:
         spec = self.cfg.model
         p = Path(spec)
         ident = [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] if p.exists() else spec
-        return key_of("export", ident, self.cfg.prefill_len, self.cfg.cache_len, manifest.versions()["quantlab"])
+        return key_of("export", ident, self.cfg.prefill_len, self.cfg.cache_len, self.cfg.smooth_alpha,
+                      manifest.versions()["quantlab"])
+
+    @property
+    def schemes(self) -> list[str]:
+        """The configured schemes, then the analyze stage's chosen recipe file (if it chose one)."""
+        from quantlab.analyze.analysis import load_analysis, recipe_path
+
+        extra = []
+        analysis = load_analysis(self.out) if self.cfg.analyze else None
+        if analysis and analysis["search"]["chosen"]:
+            extra.append(str(recipe_path(self.out, analysis["search"]["chosen"])))
+        return [*self.cfg.schemes, *extra]
 
     @property
     def variants(self) -> list[str]:
         from quantlab.quantize.recipes import variant_name
 
-        return ["fp32", *[variant_name(s) for s in self.cfg.schemes]]
+        return ["fp32", *[variant_name(s) for s in self.schemes]]
 
     # ---- stages
     def run(self) -> dict:
@@ -102,8 +115,10 @@ class Lab:
 
         def do() -> dict:
             loaded = load_model(self.cfg.model)
-            cfg = ExportConfig(prefill_len=self.cfg.prefill_len, cache_len=self.cfg.cache_len)
-            export_model(loaded, self.out, cfg, overwrite=True)
+            cfg = ExportConfig(prefill_len=self.cfg.prefill_len, cache_len=self.cfg.cache_len,
+                               smooth_alpha=self.cfg.smooth_alpha)
+            texts = load_texts(list(self.cfg.calib_texts)) if self.cfg.calib_texts else None
+            export_model(loaded, self.out, cfg, overwrite=True, smooth_texts=texts)
             return {"name": loaded.name}
 
         name = self._name_hint(state)
@@ -127,13 +142,29 @@ class Lab:
 
         self._step(state, "calibrate", "calibrate", key, [self.out / CALIBRATION_FILE], do)
 
+    def _analyze(self, state: RunState) -> None:
+        from quantlab.analyze.analysis import ANALYSIS_FILE, analyze
+        from quantlab.analyze.search import SearchConfig
+
+        if not self.cfg.analyze:
+            return
+        soc = self.cfg.socs[0] if self.cfg.socs else "SM8750"
+        cfg = SearchConfig(tolerance=self.cfg.tolerance, soc=soc)
+        key = key_of("analyze", state.steps["calibrate"]["key"], cfg.tolerance, cfg.soc, self.cfg.analyze_tokens)
+
+        def do() -> dict:
+            res = analyze(self.out, cfg, tokens=self.cfg.analyze_tokens, quiet=False)
+            return {"chosen": res["search"]["chosen"], "seconds": res["seconds"]}
+
+        self._step(state, "analyze", "analyze", key, [self.out / ANALYSIS_FILE], do)
+
     def _quantize(self, state: RunState) -> None:
         from quantlab.quantize.quantizer import quantize
         from quantlab.quantize.recipes import load_recipe, variant_name
 
         calib_key = state.steps["calibrate"]["key"]
         name = self._name_hint(state)
-        for scheme in self.cfg.schemes:
+        for scheme in self.schemes:
             v = variant_name(scheme)
             key = key_of("quantize", calib_key, load_recipe(scheme))
             self._step(state, "quantize", f"quantize:{v}", key, [self.out / f"{name}_main_{v}.tflite"],

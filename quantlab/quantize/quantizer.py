@@ -15,8 +15,6 @@ from quantlab.runtime.litert_model import LiteRTModel
 
 def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = False) -> dict:
     """Write `<name>_main_<variant>.tflite` and record it in the manifest; returns its record."""
-    from ai_edge_quantizer import quantizer
-
     folder = Path(folder)
     data = manifest.load(folder)
     variant = variant_name(scheme)
@@ -27,12 +25,8 @@ def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = F
     check_writable(out, overwrite)
     qsvs, calib_meta = load_ranges(folder)
     t0 = time.perf_counter()
-    q = quantizer.Quantizer(str(folder / data["artifacts"]["fp32"]["path"]), recipe)
-    result = q.quantize(qsvs, enable_progress_bar=not quiet, enable_progress_report=False)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(result.quantized_model)
+    quantize_to(folder / data["artifacts"]["fp32"]["path"], recipe, qsvs, out, quiet)
     seconds = time.perf_counter() - t0
-    del result, q
     io = _io_dtypes(out)
     record = manifest.artifact_record(
         out, role="main", scheme=scheme if variant == scheme else f"recipe {Path(scheme).name}",
@@ -43,6 +37,16 @@ def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = F
     data["artifacts"][variant] = record
     manifest.save(folder, data)
     return record
+
+
+def quantize_to(fp32: Path, recipe: list[dict], qsvs: dict, out: Path, quiet: bool = True) -> None:
+    """Quantize the FP32 main `fp32` with `recipe` and calibration `qsvs` into `out` (written atomically)."""
+    from ai_edge_quantizer import quantizer
+
+    q = quantizer.Quantizer(str(fp32), recipe)
+    result = q.quantize(qsvs, enable_progress_bar=not quiet, enable_progress_report=False)
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(result.quantized_model)
 
 
 def _io_dtypes(path: Path) -> dict[str, str]:

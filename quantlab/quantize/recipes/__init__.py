@@ -4,9 +4,14 @@ Name grammar: `int<A>` means A-bit activations and A-bit weights; `int<A>_w<W>` 
 weights. Activations are per-tensor (int8 asymmetric, int16 symmetric: LiteRT's int16 kernels need zero point 0);
 weights are symmetric per-channel. Costs measured on the real Gemma3-270M are in the README.
 
+Every recipe treats an RMSNorm as one op: its `odml.rms_norm` composite gets the scheme's activation type on its input
+and output, and the arithmetic inside (the composite's decomposition, which only the CPU runs) stays float. QNN maps
+the composite to its own RmsNorm, at int16 only (int8 is rejected, QNN error 3110), so `int8` keeps its norms at int16,
+as litert-torch's own NPU recipe does. Mixed recipes (`quantlab analyze`) add entries per op group on top of `int16_w8`.
+
 | scheme     | activations            | weights               | choose it when                                         |
 |------------|------------------------|-----------------------|--------------------------------------------------------|
-| `int8`     | int8 asymmetric        | int8 symmetric/channel| the NPU's fastest path; measure its accuracy first      |
+| `int8`     | int8 asymmetric (norms int16) | int8 symmetric/channel| the NPU's fastest path; measure its accuracy first |
 | `int16_w8` | int16 symmetric        | int8 symmetric/channel| accuracy close to FP32 at int8 weight size              |
 
 A recipe JSON file of your own (a list of ai-edge-quantizer entries: regex over tensor names, op type, op_config,

@@ -1,0 +1,57 @@
+"""`quantlab analyze DIR`: sensitivity table + mixed-precision search; writes analysis.json and the chosen recipe.
+
+The chosen recipe is saved as DIR/recipes/<name>.json (plain ai-edge-quantizer recipe JSON: edit it and pass it to
+`quantlab quantize --scheme`), and its name is the variant the lab builds as its third artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from quantlab.analyze.search import SearchConfig, search
+from quantlab.analyze.sensitivity import Bench, sensitivity
+from quantlab.atomic import write_text
+from quantlab.calibration.ranges import load_ranges
+from quantlab.procmon import peak_rss_mb
+
+ANALYSIS_FILE = "analysis.json"
+RECIPES_DIR = "recipes"
+
+
+def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256, quiet: bool = False) -> dict:
+    folder = Path(folder)
+    t0 = time.perf_counter()
+    bench = Bench(folder, tokens)
+    try:
+        sens = sensitivity(bench, quiet=quiet)
+        found = search(bench, sens, cfg, quiet=quiet)
+    finally:
+        bench.cleanup()
+    _, calib_meta = load_ranges(folder)
+    result = {
+        "tokens": len(bench.window),
+        "text": "calibration-domain text (the window after those used for ranges)",
+        "calibration_sha": calib_meta["main_sha256"],
+        "sensitivity": sens,
+        "search": found,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+    }
+    chosen = next((c for c in found["candidates"] if c["name"] == found["chosen"]), None)
+    if chosen is not None:
+        write_text(recipe_path(folder, chosen["name"]), json.dumps(chosen["recipe"], indent=1) + "\n")
+    write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))
+    return result
+
+
+def recipe_path(folder: Path, name: str) -> Path:
+    path = Path(folder) / RECIPES_DIR / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_analysis(folder: Path) -> dict | None:
+    path = Path(folder) / ANALYSIS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -1,0 +1,116 @@
+"""Op groups of main, as recipe entries, and recipes built from a bit width per group.
+
+A group is the ops one decision covers (e.g. "every MLP down projection"). Its entries are ai-edge-quantizer recipe
+(regex, operation) pairs over op output tensor names, which carry the PyTorch module path of quantlab's export. Later
+entries override earlier ones, so GROUPS is ordered from broad to narrow: the attention core's "*" entry covers the
+projections too until their own FULLY_CONNECTED entries, which come later, take them back.
+
+`weight_share` says which fully-connected groups hold which share of main's weights (the LM head alone holds most of
+it in Gemma3: 168 M of 268 M parameters in the 270M), the measure of "how much of the model runs at int8".
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantlab.check.graph import read_ops
+
+NORM = r".*(CompositeRMSNorm|odml\.rms_norm).*"
+FC = "FULLY_CONNECTED"
+
+
+@dataclass(frozen=True)
+class OpGroup:
+    name: str
+    label: str
+    entries: tuple[tuple[str, str], ...]  # (regex, operation)
+
+    @property
+    def is_fc(self) -> bool:
+        return all(op == FC for _, op in self.entries)
+
+
+GROUPS: tuple[OpGroup, ...] = (
+    OpGroup("attention", "attention core: RoPE, scores, mask, softmax, weighted sum",
+            (("NpuAttention_attn", "*"),)),
+    OpGroup("kv_cache", "K/V cache inputs and new K/V slices", ((r"[kv]_(cache|slice)_\d+", "*"),)),
+    OpGroup("mlp_act", "MLP GELU and gate·up product", (("Gemma3MLP_mlp", "*"),)),
+    OpGroup("residual", "residual adds", ((r"NpuDecoderLayer_\d+;\d*;$", "ADD"),)),
+    OpGroup("norms", "RMSNorms (composite in/out)",
+            tuple((NORM, op) for op in ("INPUT", "OUTPUT", "STABLEHLO_COMPOSITE"))),
+    OpGroup("attn_qkv", "attention q/k/v projections", (("NpuAttention_attn", FC),)),
+    OpGroup("attn_o", "attention output projection", (("Linear_o_proj", FC),)),
+    OpGroup("mlp_in", "MLP gate and up projections", (("Gemma3MLP_mlp", FC),)),
+    OpGroup("mlp_down", "MLP down projection", (("Linear_down_proj", FC),)),
+    OpGroup("lm_head", "LM head", ((r"logits(_\d+)?_output", FC),)),
+)
+BY_NAME = {g.name: g for g in GROUPS}
+FC_GROUPS = tuple(g.name for g in GROUPS if g.is_fc)
+
+
+def _op_config(bits: int) -> dict:
+    """int8: asymmetric activations; int16: symmetric (LiteRT's int16 kernels need zero point 0). Weights int8/channel."""
+    return {
+        "activation_tensor_config": {"num_bits": bits, "symmetric": bits == 16, "granularity": "TENSORWISE",
+                                     "dtype": "INT"},
+        "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
+        "compute_precision": "INTEGER",
+        "explicit_dequantize": False,
+        "skip_checks": False,
+        "min_weight_elements": 0,
+    }
+
+
+def _entry(regex: str, op: str, bits: int | None) -> dict:
+    if bits is None:
+        return {"regex": regex, "operation": op, "algorithm_key": "no_quantize", "op_config": {}}
+    return {"regex": regex, "operation": op, "algorithm_key": "min_max_uniform_quantize", "op_config": _op_config(bits)}
+
+
+def build_recipe(base: int | None, overrides: dict[str, int | None]) -> list[dict]:
+    """Everything at `base` bits (None: float), each group in `overrides` at its bits; norms' insides always float.
+
+    The norms default to int16 whenever anything is quantized: QNN rejects its RmsNorm at int8 (qnn-int8-rmsnorm)."""
+    unknown = set(overrides) - set(BY_NAME)
+    if unknown:
+        raise ValueError(f"unknown op group(s) {', '.join(sorted(unknown))}; choose from {', '.join(BY_NAME)}")
+    recipe = [_entry(".*", "*", base)]
+    # Every group is written out (at its override or the base) so a broad override never leaks into a narrower group.
+    # The norms come last: their insides (named after the attention/decoder modules they sit in) must stay float.
+    for g in sorted(GROUPS, key=lambda g: g.name == "norms"):
+        if g.name == "norms":
+            recipe.append(_entry(NORM, "*", None))
+        default = (16 if base is not None else None) if g.name == "norms" else base
+        recipe += [_entry(rx, op, overrides.get(g.name, default)) for rx, op in g.entries]
+    return copy.deepcopy(recipe)
+
+
+def recipe_name(base: int, int8_groups: tuple[str, ...]) -> str:
+    """A variant name that says what the recipe is, e.g. `a16_fc8-lm_head+mlp_in` (stable group order)."""
+    groups = [g for g in FC_GROUPS + tuple(n for n in BY_NAME if n not in FC_GROUPS) if g in int8_groups]
+    return f"a{base}_a8-" + "+".join(groups) if groups else f"a{base}"
+
+
+def weight_share(main_path: Path) -> dict[str, float]:
+    """Share of main's fully-connected weight elements held by each FC group (prefill signature)."""
+    ops = [o for o in read_ops(main_path) if o.name == FC]
+    sig = ops[0].signature if ops else None
+    sizes: dict[str, int] = {g: 0 for g in FC_GROUPS}
+    for o in ops:
+        if o.signature != sig:
+            continue
+        scope = ";".join(t.name for t in o.outputs) + ";"
+        owner = None
+        for g in GROUPS:  # last match wins, as in the recipe
+            if g.is_fc and any(re.search(rx, scope) for rx, _ in g.entries):
+                owner = g.name
+        n = 1
+        for d in o.inputs[1].shape:
+            n *= d
+        if owner:
+            sizes[owner] += n
+    total = sum(sizes.values()) or 1
+    return {g: n / total for g, n in sizes.items()}

@@ -1,0 +1,70 @@
+"""Mixed-precision search: int16 everywhere, then int8 activations on fully-connected groups, cheapest first.
+
+Greedy over the sensitivity table: FC groups are ordered by the KL each adds alone at 8 bits, and candidate k puts
+the first k of them at int8 (the rest of the graph stays int16). Every candidate is quantized, scored on calibration
+text, checked against the QNN rules and compiled for the NPU; one that does not compile fully is kept in the table
+but never chosen. The chosen candidate is the one with the largest share of FC weights at int8 whose perplexity on
+the analysis text stays within `tolerance` of FP32; if none does, the most accurate compiling one with any int8.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantlab.analyze.groups import FC_GROUPS, build_recipe, recipe_name, weight_share
+from quantlab.analyze.sensitivity import Bench
+from quantlab.check.qnn_rules import check_qnn
+from quantlab.compile.compiler import CompileFailed, compile_model
+from quantlab.progress import steps
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """tolerance: allowed perplexity ratio to FP32 on the analysis text (1.05 = +5 %). soc: the NPU every candidate
+    must compile for. Choose a tighter tolerance when quality matters more than NPU speed."""
+
+    tolerance: float = 1.05
+    soc: str = "SM8750"
+
+    def __post_init__(self) -> None:
+        if self.tolerance < 1.0:
+            raise ValueError(f"tolerance must be at least 1.0 (a perplexity ratio), got {self.tolerance}")
+
+
+def _compiles(path: Path, soc: str) -> dict:
+    """QNN rule check and a real compile into a scratch folder; returns what the table needs."""
+    violations = check_qnn(path)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            res = compile_model(path, soc, Path(tmp) / "candidate_aot.tflite")
+            return {"qnn_rule_violations": len(violations), "fully_offloaded": res.fully_offloaded,
+                    "coverage": res.coverage, "compiled_bytes": res.bytes}
+    except CompileFailed as exc:
+        return {"qnn_rule_violations": len(violations), "fully_offloaded": False, "coverage": {},
+                "compile_error": str(exc)}
+
+
+def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: bool = False) -> dict:
+    """Candidates (cumulative int8 FC groups), their measurements, and the chosen recipe."""
+    share = weight_share(bench.fp32_path)
+    kl8 = {r["group"]: r["kl_8"] for r in sens["rows"]}
+    order = sorted(FC_GROUPS, key=lambda g: kl8.get(g, float("inf")))
+    fp32_ppl = bench.fp32_perplexity()
+    candidates = []
+    for k in steps(range(len(order) + 1), desc="mixed-precision candidates", quiet=quiet):
+        int8 = tuple(order[:k])
+        recipe = build_recipe(16, {g: 8 for g in int8})
+        m = bench.measure(recipe)
+        m.update(_compiles(bench.tmp, cfg.soc))
+        candidates.append({"name": recipe_name(16, int8), "int8_groups": list(int8),
+                           "int8_weight_share": sum(share[g] for g in int8),
+                           "perplexity_ratio": m["perplexity"] / fp32_ppl, **m, "recipe": recipe})
+    ok = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"] and c["int8_groups"]]
+    within = [c for c in ok if c["perplexity_ratio"] <= cfg.tolerance]
+    chosen = (max(within, key=lambda c: (c["int8_weight_share"], -c["kl"])) if within
+              else min(ok, key=lambda c: c["kl"]) if ok else None)
+    return {"order": order, "weight_share": share, "fp32_perplexity": fp32_ppl, "tolerance": cfg.tolerance,
+            "soc": cfg.soc, "candidates": candidates, "chosen": chosen["name"] if chosen else None,
+            "chosen_within_tolerance": bool(within)}

@@ -1,0 +1,97 @@
+"""How much error each op group adds when it alone is quantized, at 8 and at 16 bits (everything else float).
+
+Scored as KL(fp32 || candidate) and top-1 agreement on a window of *calibration* text, so that choosing a recipe
+never looks at the evaluation text. The FP32 logits are computed once and kept in memory (tokens × vocab floats).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from quantlab.analyze.groups import GROUPS, build_recipe
+from quantlab.calibration.capture import CapturePlan, token_windows
+from quantlab.calibration.ranges import load_ranges
+from quantlab.evaluate.evaluator import score
+from quantlab.evaluate.scorers import LiteRTScorer
+from quantlab.progress import steps
+from quantlab.quantize.quantizer import quantize_to
+from quantlab.runtime.litert_model import LiteRTModel
+from quantlab.runtime.session import ArtifactSet
+
+
+class CachedScorer:
+    """A scorer's chunks, computed on first use and replayed after (the FP32 reference of every candidate)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self._cache = inner, inner.name, {}
+
+    def chunks(self, window: list[int]) -> Iterator[np.ndarray]:
+        key = tuple(window)
+        if key not in self._cache:
+            self._cache[key] = list(self.inner.chunks(window))
+        yield from self._cache[key]
+
+
+@dataclass
+class Bench:
+    """An artifact folder set up to quantize and score candidate recipes quickly."""
+
+    folder: Path
+    tokens: int = 256
+
+    def __post_init__(self) -> None:
+        from quantlab.calibration.texts import default_calibration_texts
+
+        self.folder = Path(self.folder)
+        self.fp32 = ArtifactSet(self.folder, "fp32")
+        self.fp32_path = self.folder / self.fp32.data["artifacts"]["fp32"]["path"]
+        self.qsvs, _ = load_ranges(self.folder)
+        # The window after the 2 that calibration used by default: calibration-domain text the ranges never saw.
+        wins = token_windows(self.fp32, default_calibration_texts(), CapturePlan(windows=3))
+        self.window = wins[-1][: self.tokens]
+        self.reference = CachedScorer(LiteRTScorer(self.fp32))
+        self.tmp = self.folder / ".analyze-candidate.tflite"
+
+    def measure(self, recipe: list[dict], path: Path | None = None) -> dict:
+        """Quantize with `recipe` (into `path`, default a scratch file) and score it against FP32."""
+        out = path or self.tmp
+        t0 = time.perf_counter()
+        quantize_to(self.fp32_path, recipe, self.qsvs, out)
+        arts = copy.copy(self.fp32)  # same tokenizer and embedder, another main
+        arts.main, arts.variant = LiteRTModel(out, arts.num_threads), out.stem
+        metrics, _ = score(LiteRTScorer(arts), self.reference, [self.window], quiet=True)
+        del arts
+        return {"kl": metrics["kl"], "top1_agreement": metrics["top1_agreement"], "perplexity": metrics["perplexity"],
+                "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
+
+    def fp32_perplexity(self) -> float:
+        metrics, _ = score(self.reference, None, [self.window], quiet=True)
+        return metrics["perplexity"]
+
+    def cleanup(self) -> None:
+        self.tmp.unlink(missing_ok=True)
+
+
+def sensitivity(bench: Bench, quiet: bool = False) -> dict:
+    """KL and top-1 vs FP32 with everything at int16 except one op group, which is at int8 or left float.
+
+    The base is int16, not float: with float everywhere else, a quantized attention core or KV cache alone cannot be
+    run (LiteRT reports a null output tensor), which says nothing about the group's sensitivity. Rows carry
+    `kl_8 - kl_16` (what int8 on that group costs) and `kl_16 - kl_float` (what int16 on it costs)."""
+    base = bench.measure(build_recipe(16, {}))
+    all8 = bench.measure(build_recipe(8, {}))
+    rows = []
+    for g in steps(GROUPS, desc="sensitivity (op groups)", quiet=quiet):
+        m8 = bench.measure(build_recipe(16, {g.name: 8}))
+        mf = bench.measure(build_recipe(16, {g.name: None}))
+        rows.append({"group": g.name, "label": g.label, "fc": g.is_fc,
+                     "kl_8": m8["kl"], "top1_8": m8["top1_agreement"],
+                     "kl_16": base["kl"], "top1_16": base["top1_agreement"],
+                     "kl_float": mf["kl"], "top1_float": mf["top1_agreement"]})
+    return {"all_int16": base, "all_int8": all8, "rows": rows}
