@@ -88,3 +88,22 @@ def test_cli_records_compiled_artifact_in_manifest(quantized, capsys):
     arts = json.loads((folder / "manifest.json").read_text())["artifacts"]
     rec = arts["int8_aot_sm8750"]
     assert rec["role"] == "compiled" and rec["coverage"]["decode"]["ops_offloaded"] == rec["coverage"]["decode"]["ops_total"]
+
+
+def test_int8_rmsnorm_is_rejected_as_check_predicts(quantized, tmp_path):
+    """RMSNorm composites at int8: the HTP validator rejects each (QNN error 3110) and `check --target qnn` names
+    exactly those ops; at int16 (quantlab's recipes) none is rejected."""
+    from quantlab.analyze.groups import build_recipe
+    from quantlab.calibration.ranges import load_ranges
+    from quantlab.check.qnn_rules import check_qnn
+    from quantlab.quantize.quantizer import quantize_to
+
+    folder, _ = quantized
+    model = tmp_path / "norms8.tflite"
+    quantize_to(folder / "tiny-random_main_fp32.tflite", build_recipe(8, {"norms": 8}), load_ranges(folder)[0], model)
+    res = compile_model(model, "SM8750", tmp_path / "norms8_aot.tflite")
+    rejected = {(r.signature, r.op_index) for r in res.rejected if r.op == "StablehloComposite"}
+    assert rejected and all(r.qnn_error == "3110" for r in res.rejected)
+    predicted = {(v.signature, v.op_index) for v in check_qnn(model) if v.rule == "qnn-int8-rmsnorm"}
+    assert predicted == rejected
+    assert not [v for v in check_qnn(folder / "tiny-random_main_int8.tflite") if v.rule == "qnn-int8-rmsnorm"]

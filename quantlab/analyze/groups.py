@@ -12,6 +12,7 @@ it in Gemma3: 168 M of 268 M parameters in the 270M), the measure of "how much o
 from __future__ import annotations
 
 import copy
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,22 +95,29 @@ def recipe_name(base: int, int8_groups: tuple[str, ...]) -> str:
     return f"a{base}_a8-" + "+".join(groups) if groups else f"a{base}"
 
 
+def _fc_ops(main_path: Path) -> list:
+    """(op, weight elements) for every FC of the first signature (both signatures share the weights)."""
+    ops = [o for o in read_ops(main_path) if o.name == FC and len(o.inputs) > 1]
+    sig = ops[0].signature if ops else None
+    return [(o, math.prod(o.inputs[1].shape)) for o in ops if o.signature == sig]
+
+
+def int8_fc_share(main_path: Path) -> float:
+    """Share of FC weight elements whose op takes int8 activations: how much of the model runs the NPU's int8 path."""
+    fcs = _fc_ops(main_path)
+    total = sum(n for _, n in fcs)
+    return sum(n for o, n in fcs if o.inputs[0].dtype == "INT8") / total if total else 0.0
+
+
 def weight_share(main_path: Path) -> dict[str, float]:
     """Share of main's fully-connected weight elements held by each FC group (prefill signature)."""
-    ops = [o for o in read_ops(main_path) if o.name == FC]
-    sig = ops[0].signature if ops else None
     sizes: dict[str, int] = {g: 0 for g in FC_GROUPS}
-    for o in ops:
-        if o.signature != sig:
-            continue
+    for o, n in _fc_ops(main_path):
         scope = ";".join(t.name for t in o.outputs) + ";"
         owner = None
         for g in GROUPS:  # last match wins, as in the recipe
             if g.is_fc and any(re.search(rx, scope) for rx, _ in g.entries):
                 owner = g.name
-        n = 1
-        for d in o.inputs[1].shape:
-            n *= d
         if owner:
             sizes[owner] += n
     total = sum(sizes.values()) or 1

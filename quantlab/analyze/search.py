@@ -5,10 +5,16 @@ the first k of them at int8 (the rest of the graph stays int16). Every candidate
 text, checked against the QNN rules and compiled for the NPU; one that does not compile fully is kept in the table
 but never chosen. The chosen candidate is the one with the largest share of FC weights at int8 whose perplexity on
 the analysis text stays within `tolerance` of FP32; if none does, the most accurate compiling one with any int8.
+
+"Perplexity ratio" here is the larger of the measured ratio and exp(KL). On a few hundred tokens the measured ratio is
+noisy (it scores one sampled token per position, and can fall below 1); exp(KL) is what the ratio tends to when the
+text follows the FP32 model's own distribution, uses the whole distribution at every position, and tracked the
+evaluation text's ratio on the 270M (int16_w8: KL 0.040 → exp 1.041, measured +3.0 %).
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +24,11 @@ from quantlab.analyze.sensitivity import Bench
 from quantlab.check.qnn_rules import check_qnn
 from quantlab.compile.compiler import CompileFailed, compile_model
 from quantlab.progress import steps
+
+
+# Bumped whenever how candidates are built, measured or chosen changes; the lab redoes an older analysis.
+# 2: chosen by the expected perplexity ratio max(measured, exp(KL)).
+METHOD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -60,9 +71,10 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
         m.update(_compiles(bench.tmp, cfg.soc))
         candidates.append({"name": recipe_name(16, int8), "int8_groups": list(int8),
                            "int8_weight_share": sum(share[g] for g in int8),
-                           "perplexity_ratio": m["perplexity"] / fp32_ppl, **m, "recipe": recipe})
+                           "perplexity_ratio": m["perplexity"] / fp32_ppl,
+                           "expected_ratio": max(m["perplexity"] / fp32_ppl, math.exp(m["kl"])), **m, "recipe": recipe})
     ok = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"] and c["int8_groups"]]
-    within = [c for c in ok if c["perplexity_ratio"] <= cfg.tolerance]
+    within = [c for c in ok if c["expected_ratio"] <= cfg.tolerance]
     chosen = (max(within, key=lambda c: (c["int8_weight_share"], -c["kl"])) if within
               else min(ok, key=lambda c: c["kl"]) if ok else None)
     return {"order": order, "weight_share": share, "fp32_perplexity": fp32_ppl, "tolerance": cfg.tolerance,

@@ -144,13 +144,14 @@ class Lab:
 
     def _analyze(self, state: RunState) -> None:
         from quantlab.analyze.analysis import ANALYSIS_FILE, analyze
-        from quantlab.analyze.search import SearchConfig
+        from quantlab.analyze.search import METHOD_VERSION, SearchConfig
 
         if not self.cfg.analyze:
             return
         soc = self.cfg.socs[0] if self.cfg.socs else "SM8750"
         cfg = SearchConfig(tolerance=self.cfg.tolerance, soc=soc)
-        key = key_of("analyze", state.steps["calibrate"]["key"], cfg.tolerance, cfg.soc, self.cfg.analyze_tokens)
+        key = key_of("analyze", METHOD_VERSION, state.steps["calibrate"]["key"], cfg.tolerance, cfg.soc,
+                     self.cfg.analyze_tokens)
 
         def do() -> dict:
             res = analyze(self.out, cfg, tokens=self.cfg.analyze_tokens, quiet=False)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from quantlab import layout, manifest
 from quantlab.atomic import atomic_path, check_writable
+from quantlab.analyze.groups import int8_fc_share
 from quantlab.calibration.ranges import load_ranges
 from quantlab.procmon import peak_rss_mb
 from quantlab.quantize.recipes import load_recipe, variant_name
@@ -30,7 +31,7 @@ def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = F
     io = _io_dtypes(out)
     record = manifest.artifact_record(
         out, role="main", scheme=scheme if variant == scheme else f"recipe {Path(scheme).name}",
-        recipe=recipe, io_dtype=io, quantize_seconds=round(seconds, 1), quantize_peak_rss_mb=round(peak_rss_mb(), 1),
+        recipe=recipe, io_dtype=io, int8_fc_share=round(int8_fc_share(out), 4), quantize_seconds=round(seconds, 1), quantize_peak_rss_mb=round(peak_rss_mb(), 1),
         calibration=calib_meta,
     )
     data = manifest.load(folder)  # re-read: another stage may have written meanwhile

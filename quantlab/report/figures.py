@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from quantlab.report.rows import VariantRow
+from quantlab.report.rows import VariantRow, pareto_front
 
 
 def _png(fig) -> str:
@@ -91,4 +91,45 @@ def by_position(rows: list[VariantRow]) -> str | None:
     ax.set_title("Accuracy by position (late positions must not degrade)")
     ax.legend()
     ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def pareto(rows: list[VariantRow]) -> str | None:
+    pts = [r for r in rows if r.ppl_delta_pct is not None]
+    if len(pts) < 2:
+        return None
+    front = {r.variant for r in pareto_front(rows)}
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for r in pts:
+        on = r.variant in front
+        ax.scatter(100 * r.int8_fc_share, max(r.ppl_delta_pct, 1e-2), s=30 + r.mb / 10,
+                   color="#c44e52" if on else "#8c8c8c", zorder=3)
+        ax.annotate(f"{r.variant} ({r.mb:.0f} MB)", (100 * r.int8_fc_share, max(r.ppl_delta_pct, 1e-2)),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_xlabel("FC weights with int8 activations (%)")
+    ax.set_ylabel("perplexity increase vs FP32 (%, log)")
+    ax.set_yscale("log")
+    ax.set_title("Pareto front in red (right and low is better; marker area ~ size)")
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def sensitivity(analysis: dict | None) -> str | None:
+    if not analysis:
+        return None
+    rows = analysis["sensitivity"]["rows"]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    x = range(len(rows))
+    base = analysis["sensitivity"]["all_int16"]["kl"]
+    ax.bar([i - 0.2 for i in x], [r["kl_8"] for r in rows], width=0.4, label="group at int8", color="#dd8452")
+    ax.bar([i + 0.2 for i in x], [r["kl_float"] for r in rows], width=0.4, label="group float", color="#55a868")
+    ax.axhline(base, color="grey", ls="--", lw=1, label="all int16")
+    ax.set_xticks(list(x), [r["group"] for r in rows], rotation=30, ha="right")
+    ax.set_ylabel("KL vs FP32 (log)")
+    ax.set_yscale("log")
+    ax.set_title("One group changed, the rest int16")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
     return _png(fig)

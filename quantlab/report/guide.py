@@ -6,7 +6,7 @@ its perplexity at most 10 % above FP32's; "close to FP32" is within 1 % perplexi
 
 from __future__ import annotations
 
-from quantlab.report.rows import VariantRow
+from quantlab.report.rows import VariantRow, pareto_front
 
 USABLE_TOP1, USABLE_PPL = 0.90, 10.0
 CLOSE_TOP1, CLOSE_PPL = 0.98, 1.0
@@ -63,6 +63,18 @@ def selection_guide(rows: list[VariantRow]) -> list[str]:
             lines.append(("For the NPU: " + ", ".join(compiled) + " compile fully, but none is accurate enough to "
                           "ship yet (above)." if compiled else
                           "For the NPU: no usable variant compiles yet; see the NPU table for the compiler's reasons."))
+    front = pareto_front(rows)
+    lines.append("Pareto front (no other variant is smaller, has more FC weights at int8 activations and lower "
+                 "perplexity at once): " + ", ".join(
+                     f"**{r.variant}** ({r.mb:.0f} MB, {r.int8_fc_share:.0%} int8 FC weights, perplexity "
+                     f"{r.ppl_delta_pct:+.1f} %)" for r in sorted(front, key=lambda r: r.int8_fc_share)) + ".")
+    int8_path = [r for r in front if r.int8_fc_share > 0 and _usable(r) and _npu_full(r)]
+    if int8_path:
+        r = max(int8_path, key=lambda r: r.int8_fc_share)
+        lines.append(f"For the NPU's int8 path: **{r.variant}** is the usable front variant with the most FC weights "
+                     f"at int8 ({r.int8_fc_share:.0%}), fully offloaded on {', '.join(_npu_full(r))}.")
+    else:
+        lines.append("For the NPU's int8 path: no variant with int8 activations is usable yet (see the search table).")
     if usable:
         fastest = max(usable + [fp], key=lambda r: r.decode_tps or 0)
         lines.append(f"For the CPU: **{fastest.variant}** decodes fastest among usable variants "

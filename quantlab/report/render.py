@@ -34,8 +34,8 @@ def _rejected_summary(rejected: list[dict]) -> str:
     return "; ".join(f"{n}× {k}" for k, n in kinds.items())
 
 
-def render_markdown(data: dict) -> str:
-    rows = variant_rows(data)
+def render_markdown(data: dict, analysis: dict | None = None, folder: Path | None = None) -> str:
+    rows = variant_rows(data, folder)
     model = data["model"]
     first = next((a.get("metrics") for a in data["artifacts"].values() if a.get("metrics")), None) or {}
     eval_note = (f"{first.get('tokens_scored')} tokens scored in windows of {first.get('window_tokens')}."
@@ -47,7 +47,9 @@ def render_markdown(data: dict) -> str:
                                 f"{model['vocab_size']}, from {model['source']}.",
         created=data.get("created", ""), versions=data.get("versions", {}), eval_note=eval_note,
         guide=selection_guide(rows), rows=rows, stages=stage_rows(data), prompt=sample.get("prompt", ""),
-        last_run_s=last_run_seconds(data),
+        last_run_s=last_run_seconds(data), analysis=analysis,
+        broken_float=[r["group"] for r in (analysis or {}).get("sensitivity", {}).get("rows", [])
+                      if r["kl_float"] > analysis["sensitivity"]["all_int8"]["kl"]],
     )
 
 
@@ -90,10 +92,15 @@ def _md_to_html(md: str) -> str:
 def write_report(folder: Path) -> tuple[Path, Path]:
     """Write report.md and report.html into `folder`."""
     folder = Path(folder)
+    from quantlab.analyze.analysis import load_analysis
+
     data = manifest.load(folder)
-    md = render_markdown(data)
-    rows = variant_rows(data)
+    analysis = load_analysis(folder)
+    md = render_markdown(data, analysis, folder)
+    rows = variant_rows(data, folder)
     plots = [(t, img) for t, img in (
+        ("Pareto front: int8 share of FC weights vs perplexity", figures.pareto(rows)),
+        ("Sensitivity by op group", figures.sensitivity(analysis)),
         ("Size vs perplexity", figures.size_vs_perplexity(rows)),
         ("CPU speed per variant", figures.speed(rows)),
         ("Per-layer error of the quantized variants", figures.per_layer_error(rows)),

@@ -23,13 +23,26 @@ class VariantRow:
     by_position: list[dict] = field(default_factory=list)
     per_layer_db: dict = field(default_factory=dict)
     first_bad: dict | None = None
+    int8_fc_share: float = 0.0  # FC weights whose op takes int8 activations (the NPU's fastest path)
 
     @property
     def mb(self) -> float:
         return self.bytes / 1e6
 
 
-def variant_rows(data: dict) -> list[VariantRow]:
+def _int8_share(a: dict, folder) -> float:
+    """From the manifest; older records lack it, so read it from the file when it is there."""
+    if "int8_fc_share" in a or folder is None or a.get("scheme") == "fp32":
+        return a.get("int8_fc_share", 0.0)
+    from pathlib import Path
+
+    from quantlab.analyze.groups import int8_fc_share
+
+    path = Path(folder) / a["path"]
+    return int8_fc_share(path) if path.is_file() else 0.0
+
+
+def variant_rows(data: dict, folder=None) -> list[VariantRow]:
     arts = data["artifacts"]
     base = (arts.get("fp32", {}).get("metrics") or {}).get("perplexity")
     rows = []
@@ -38,7 +51,8 @@ def variant_rows(data: dict) -> list[VariantRow]:
             continue
         m = a.get("metrics") or {}
         io = a.get("io_dtype")
-        row = VariantRow(name, a["bytes"], io["embeddings"] if isinstance(io, dict) else str(io))
+        row = VariantRow(name, a["bytes"], io["embeddings"] if isinstance(io, dict) else str(io),
+                         int8_fc_share=_int8_share(a, folder))
         if m:
             row.perplexity = m.get("perplexity")
             if base and row.perplexity is not None:
@@ -77,3 +91,15 @@ def stage_rows(data: dict) -> list[dict]:
 
 def last_run_seconds(data: dict) -> float | None:
     return ((data.get("timings_s") or {}).get("last_run") or {}).get("total")
+
+
+def pareto_front(rows: list[VariantRow]) -> list[VariantRow]:
+    """Variants no other variant beats on all of: smaller file, more FC weights at int8, lower perplexity."""
+    pts = [r for r in rows if r.perplexity is not None]
+
+    def dominates(a: VariantRow, b: VariantRow) -> bool:
+        ge = a.bytes <= b.bytes and a.int8_fc_share >= b.int8_fc_share and a.perplexity <= b.perplexity
+        gt = a.bytes < b.bytes or a.int8_fc_share > b.int8_fc_share or a.perplexity < b.perplexity
+        return ge and gt
+
+    return [r for r in pts if not any(dominates(o, r) for o in pts if o is not r)]

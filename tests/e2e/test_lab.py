@@ -35,23 +35,46 @@ def test_layout_and_manifest(lab):
     assert set(data["timings_s"]["lab"]) >= {"export", "calibrate", "quantize", "check", "compile", "evaluate"}
 
 
+def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
+    """The analyze stage chose a recipe that compiles fully; the lab built it as a third variant named for it."""
+    analysis = json.loads((lab / "analysis.json").read_text())
+    search = analysis["search"]
+    chosen = next(c for c in search["candidates"] if c["name"] == search["chosen"])
+    assert chosen["fully_offloaded"] and chosen["qnn_rule_violations"] == 0 and chosen["int8_groups"]
+    # every op group has a row, each measured (KL is a real number, not a placeholder)
+    assert {r["group"] for r in analysis["sensitivity"]["rows"]} >= {"attention", "norms", "lm_head", "mlp_down"}
+    assert all(r["kl_8"] > 0 for r in analysis["sensitivity"]["rows"])
+    recipe = lab / "recipes" / f"{search['chosen']}.json"
+    assert recipe.is_file()
+    data = json.loads((lab / "manifest.json").read_text())
+    art = data["artifacts"][search["chosen"]]
+    # the built variant has int8 activations on exactly the share of FC weights the search said
+    assert art["int8_fc_share"] == pytest.approx(chosen["int8_weight_share"], abs=1e-3)
+    cov = art["npu_sm8750"]["coverage"]
+    assert all(c["ops_offloaded"] == c["ops_total"] for c in cov.values())
+    assert art["metrics"]["kl"] > 0 and art["check"]["violations"] == []
+    md = (lab / "report.md").read_text()
+    assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md and "Pareto front" in md
+
+
 def test_report_says_random_weights_and_embeds_plots(lab):
     md = (lab / "report.md").read_text()
     assert "random weights" in md and "## Selection guide" in md and "| int8 | SM8750 |" in md
     page = (lab / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') >= 3
+    assert page.count('src="data:image/png;base64,') >= 5  # incl. the Pareto front and the sensitivity plot
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
 
 
 def test_second_run_skips_everything_and_new_scheme_redoes_only_it(lab, capsys):
     assert cli.main(["run", *TINY, "--out", str(lab)]) == 0
     out = capsys.readouterr().out
-    for stage in ("export", "calibrate", "quantize", "check", "compile", "evaluate"):
+    for stage in ("export", "calibrate", "analyze", "quantize", "check", "compile", "evaluate"):
         line = next(l for l in out.splitlines() if l.strip().startswith(stage))
         assert "(0 run," in line, line
     # Only int8 now: nothing new to do either (int8's steps are unchanged).
     assert cli.main(["run", *TINY, "--out", str(lab), "--schemes", "int8"]) == 0
-    assert "quantize       0.0 s  (0 run, 1 unchanged)" in capsys.readouterr().out
+    # (the analyze stage's chosen recipe is built alongside whatever schemes are named)
+    assert "quantize       0.0 s  (0 run, 2 unchanged)" in capsys.readouterr().out
 
 
 def test_bad_inputs_exit_2_with_one_line(lab, tmp_path, capsys):
@@ -92,12 +115,12 @@ def test_interrupted_quantize_leaves_no_partial_file_and_resumes(tmp_path, monke
         return real(folder, scheme, **kw)
 
     monkeypatch.setattr(quantizer, "quantize", interrupt_second)
-    assert cli.main(["run", *TINY, "--out", str(out), "--soc", "SM8750"]) == 2
+    assert cli.main(["run", *TINY, "--out", str(out), "--soc", "SM8750", "--no-analyze"]) == 2
     assert "interrupted" in capsys.readouterr().err
     leftovers = [p.name for p in out.iterdir() if "int16_w8" in p.name or ".tmp-" in p.name]
     assert leftovers == []
     monkeypatch.setattr(quantizer, "quantize", real)
-    assert cli.main(["run", *TINY, "--out", str(out)]) == 0
+    assert cli.main(["run", *TINY, "--out", str(out), "--no-analyze"]) == 0
     res = capsys.readouterr().out
     assert "export         0.0 s  (0 run, 1 unchanged)" in res
     assert (out / "tiny-random_main_int16_w8.tflite").is_file()

@@ -1,0 +1,85 @@
+"""Op groups, SmoothQuant scale migration, calibration range merging: on the tiny random Gemma3 (random weights)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from quantlab.analyze.groups import FC_GROUPS, build_recipe, int8_fc_share, weight_share
+
+
+def test_weight_share_covers_every_fc_and_lm_head_dominates(tiny_artifacts):
+    share = weight_share(tiny_artifacts / "tiny-random_main_fp32.tflite")
+    assert set(share) == set(FC_GROUPS)
+    assert sum(share.values()) == pytest.approx(1.0)
+    # tiny: LM head 262,144 x 64 against 6 layers of 64-wide projections
+    assert max(share, key=share.get) == "lm_head" and share["lm_head"] > 0.9
+    assert all(v > 0 for v in share.values())  # every group's regex matched its ops
+
+
+def test_recipe_groups_land_on_the_ops_they_name(quantized):
+    """int8 on attn_o only: exactly o_proj's weight share takes int8 activations; norms stay int16 composites."""
+    from quantlab.calibration.ranges import load_ranges
+    from quantlab.check.graph import read_ops
+    from quantlab.quantize.quantizer import quantize_to
+
+    folder, _ = quantized
+    fp32 = folder / "tiny-random_main_fp32.tflite"
+    out = folder / "scratch_attn_o.tflite"
+    quantize_to(fp32, build_recipe(16, {"attn_o": 8}), load_ranges(folder)[0], out)
+    assert int8_fc_share(out) == pytest.approx(weight_share(fp32)["attn_o"], rel=1e-6)
+    ops = read_ops(out)
+    norms = [o for o in ops if o.name == "STABLEHLO_COMPOSITE"]
+    assert norms and all(o.outputs[0].dtype == "INT16" for o in norms)
+    # the shipped plain recipes: int16_w8 has no int8 FC input, int8 has all
+    assert int8_fc_share(folder / "tiny-random_main_int16_w8.tflite") == 0.0
+    assert int8_fc_share(folder / "tiny-random_main_int8.tflite") == pytest.approx(1.0)
+    out.unlink()
+
+
+def test_smoothing_keeps_the_function_and_the_embedder(tiny_model):
+    """Scale migration changes weights, not outputs (float32 tolerance 1e-4 of the logit range)."""
+    import copy
+
+    from quantlab.export.smooth import activation_maxima, smooth
+
+    model = copy.deepcopy(tiny_model.model)
+    ids = torch.randint(3, 5000, (1, 48))
+    with torch.no_grad():
+        ref = model(ids).logits
+        emb = model.model.embed_tokens.weight.clone()
+        maxima = activation_maxima(model, [ids[0].tolist()])
+        scales = smooth(model, maxima, 0.5)
+        out = model(ids).logits
+    assert max(scales.values()) > 1.5  # something was actually migrated
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+    assert torch.equal(model.model.embed_tokens.weight, emb)  # the LM head was untied, the embedder untouched
+    assert not torch.equal(model.lm_head.weight, emb)
+
+
+def test_min_max_ranges_contain_moving_average_ranges(tiny_artifacts, tmp_path):
+    """True min/max (quantlab's default) never clips what calibration saw; AEQ's moving average does narrow."""
+    import shutil
+
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import calibrate, load_ranges
+    from quantlab.calibration.texts import default_calibration_texts
+
+    folder = tmp_path / "a"
+    shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))
+    texts, plan = default_calibration_texts(), CapturePlan(windows=2)
+    calibrate(folder, texts, plan, quiet=True, ranges="moving_average")
+    ema, meta = load_ranges(folder)
+    assert meta["algorithm"] == "moving_average"
+    calibrate(folder, texts, plan, quiet=True, ranges="min_max")
+    mm, _ = load_ranges(folder)
+    narrower = 0
+    for name, q in ema.items():
+        if "max" not in q or name not in mm:
+            continue
+        assert np.all(mm[name]["max"] >= q["max"] - 1e-5) and np.all(mm[name]["min"] <= q["min"] + 1e-5), name
+        narrower += int(np.any(mm[name]["max"] > q["max"] + 1e-5))
+    assert narrower > 0
