@@ -93,7 +93,7 @@ def _calibrate(a: argparse.Namespace) -> int:
 
     plan = _config(CapturePlan, windows=a.samples, window_len=a.window_len)
     texts = load_texts([Path(t) for t in a.text]) if a.text else default_calibration_texts()
-    meta = calibrate(Path(a.dir), texts, plan, ranges=a.ranges)
+    meta = calibrate(Path(a.dir), texts, plan, ranges=a.ranges, capture=a.capture)
     s = meta["samples"]
     print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
           + ", ".join(f"{n} {k} samples" for k, n in s.items())
@@ -287,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--window-len", type=int, default=None, help="tokens per window (default: the cache length)")
     c.add_argument("--ranges", choices=("min_max", "moving_average"), default="min_max",
                    help="how samples' ranges merge: true min/max (default) or ai-edge-quantizer's moving average")
+    c.add_argument("--capture", choices=("profiler", "all_tensors"), default="profiler",
+                   help="profiler (default, low memory) or all_tensors (ai-edge-quantizer's default); same ranges")
     c.set_defaults(func=_calibrate)
 
     q = sub.add_parser("quantize", help="static PTQ of main: int8 (A8W8), int16_w8 (A16W8) or a recipe .json")

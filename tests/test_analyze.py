@@ -83,3 +83,26 @@ def test_min_max_ranges_contain_moving_average_ranges(tiny_artifacts, tmp_path):
         assert np.all(mm[name]["max"] >= q["max"] - 1e-5) and np.all(mm[name]["min"] <= q["min"] + 1e-5), name
         narrower += int(np.any(mm[name]["max"] > q["max"] + 1e-5))
     assert narrower > 0
+
+
+def test_profiler_capture_gives_the_all_tensors_ranges(tiny_artifacts, tmp_path):
+    """The low-memory profiler capture (default) and ai-edge-quantizer's all-tensor capture agree on every range."""
+    import shutil
+
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import calibrate, load_ranges
+    from quantlab.calibration.texts import default_calibration_texts
+
+    folder = tmp_path / "b"
+    shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))
+    texts, plan = default_calibration_texts(), CapturePlan(windows=1)
+    calibrate(folder, texts, plan, quiet=True, capture="all_tensors")
+    full, _ = load_ranges(folder)
+    calibrate(folder, texts, plan, quiet=True, capture="profiler")
+    prof, meta = load_ranges(folder)
+    assert meta["capture"] == "profiler" and set(full) <= set(prof)
+    for name, q in full.items():
+        if "max" in q:
+            # (per-tensor ranges come back as shape (1,) from one capture and (1, 1, 1) from the other)
+            np.testing.assert_allclose(np.ravel(prof[name]["max"]), np.ravel(q["max"]), rtol=1e-6, err_msg=name)
+            np.testing.assert_allclose(np.ravel(prof[name]["min"]), np.ravel(q["min"]), rtol=1e-6, err_msg=name)

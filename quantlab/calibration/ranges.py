@@ -32,6 +32,10 @@ from quantlab.runtime.session import ArtifactSet
 CALIBRATION_FILE = "calibration.json"
 FORMAT_VERSION = 1
 RANGE_UPDATES = ("min_max", "moving_average")
+# How the calibrator sees tensors: "profiler" tracks min/max inside the interpreter as ops run (the default: low
+# memory); "all_tensors" keeps every tensor of a call and reads them afterwards (ai-edge-quantizer's default; needed
+# only for algorithms that want more than min/max). Same ranges; bench/calibration_bench.py measures both.
+CAPTURE_MODES = ("profiler", "all_tensors")
 
 
 def _update_func(name: str):
@@ -43,7 +47,7 @@ def _update_func(name: str):
 
 
 def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(), quiet: bool = False,
-              ranges: str = "min_max") -> dict:
+              ranges: str = "min_max", capture: str = "profiler") -> dict:
     """Calibrate `folder`'s FP32 main on `texts`; writes calibration.json and returns its metadata."""
     from ai_edge_quantizer import calibrator, quantizer
 
@@ -56,6 +60,10 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     if not wins:
         raise UserError("the calibration text produced no tokens; pass text files with text in them")
     update = _update_func(ranges)
+    if capture not in CAPTURE_MODES:
+        raise UserError(f"unknown capture mode {capture!r}; choose one of {', '.join(CAPTURE_MODES)}")
+    mode = (calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED if capture == "profiler"
+            else calibrator.CalibrationMode.CALIBRATION_PRESERVE_ALL_TENSORS)
     t0 = time.perf_counter()
     q = quantizer.Quantizer(str(main_path), load_recipe("int16_w8"))
     qsvs = None
@@ -68,9 +76,8 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         # One window at a time, carrying the ranges forward: memory stays at one window's samples. The Calibrator
         # is used directly because Quantizer.calibrate offers no choice of how samples' ranges are merged. Profiler
         # mode tracks min/max inside the interpreter as ops run instead of keeping every tensor of every op: the
-        # same ranges (identical on the tiny model) at a fraction of the memory (270M: 15.0 GB → see README).
-        calib = calibrator.Calibrator(str(main_path), qsv_update_func=update,
-                                      mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
+        # same ranges (identical on the tiny model; a test checks) at a fraction of the memory.
+        calib = calibrator.Calibrator(str(main_path), qsv_update_func=update, mode=mode)
         if qsvs is not None:
             calib.load_model_qsvs(qsvs)
         calib.calibrate(data, q._recipe_manager)  # noqa: SLF001 - the recipe the Quantizer was built with
@@ -86,6 +93,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         "seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "algorithm": ranges,
+        "capture": capture,
     }
     save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
     return meta
