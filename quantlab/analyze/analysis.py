@@ -17,6 +17,7 @@ from quantlab.calibration.ranges import load_ranges
 from quantlab.procmon import peak_rss_mb
 
 ANALYSIS_FILE = "analysis.json"
+FORMAT_VERSION = 1
 RECIPES_DIR = "recipes"
 
 
@@ -31,6 +32,7 @@ def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256,
         bench.cleanup()
     _, calib_meta = load_ranges(folder)
     result = {
+        "format_version": FORMAT_VERSION,
         "tokens": len(bench.window),
         "text": "calibration-domain text (the window after those used for ranges)",
         "calibration_sha": calib_meta["main_sha256"],
@@ -53,5 +55,9 @@ def recipe_path(folder: Path, name: str) -> Path:
 
 
 def load_analysis(folder: Path) -> dict | None:
+    """The folder's analysis, or None if there is none or it was written in another format (re-run analyze)."""
     path = Path(folder) / ANALYSIS_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data if data.get("format_version") == FORMAT_VERSION else None

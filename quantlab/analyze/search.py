@@ -26,7 +26,8 @@ from quantlab.compile.compiler import CompileFailed, compile_model
 from quantlab.progress import steps
 
 
-# Bumped whenever how candidates are built, measured or chosen changes; the lab redoes an older analysis.
+# Bumped whenever how candidates are built, measured or chosen changes, or analysis.json's format; the lab then redoes
+# an older analysis.
 # 2: chosen by the expected perplexity ratio max(measured, exp(KL)).
 METHOD_VERSION = 2
 

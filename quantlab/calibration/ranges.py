@@ -49,7 +49,9 @@ def _update_func(name: str):
 def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(), quiet: bool = False,
               ranges: str = "min_max", capture: str = "profiler") -> dict:
     """Calibrate `folder`'s FP32 main on `texts`; writes calibration.json and returns its metadata."""
-    from ai_edge_quantizer import calibrator, quantizer
+    import gc
+
+    from ai_edge_quantizer import calibrator, recipe_manager
 
     from quantlab.quantize.recipes import load_recipe
 
@@ -65,14 +67,23 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     mode = (calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED if capture == "profiler"
             else calibrator.CalibrationMode.CALIBRATION_PRESERVE_ALL_TENSORS)
     t0 = time.perf_counter()
-    q = quantizer.Quantizer(str(main_path), load_recipe("int16_w8"))
+    # A bare RecipeManager, not a Quantizer: the Quantizer parses the whole float model (4 GB for the 1B) only to
+    # hold a recipe.
+    recipes = recipe_manager.RecipeManager()
+    recipes.load_quantization_recipe(load_recipe("int16_w8"))
+    info, prefill_sig = arts.model_info, arts.prefill_sig
     qsvs = None
-    counts = {arts.prefill_sig: 0, layout.DECODE: 0}
+    counts = {prefill_sig: 0, layout.DECODE: 0}
     for w in steps(wins, desc="calibrating (windows)", quiet=quiet):
-        data: dict[str, list] = {arts.prefill_sig: [], layout.DECODE: []}
+        data: dict[str, list] = {prefill_sig: [], layout.DECODE: []}
+        arts = arts or ArtifactSet(folder, "fp32")
         for sig, feed in capture_window(arts, w):
             data[sig].append(feed)
             counts[sig] += 1
+        # Capture first, then let go of the capturing pipeline before the calibrator loads its own copy of main:
+        # two float mains (and XNNPACK's packed weights of each) at once do not fit for the 1B.
+        arts = None
+        gc.collect()
         # One window at a time, carrying the ranges forward: memory stays at one window's samples. The Calibrator
         # is used directly because Quantizer.calibrate offers no choice of how samples' ranges are merged. Profiler
         # mode tracks min/max inside the interpreter as ops run instead of keeping every tensor of every op: the
@@ -80,12 +91,13 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         calib = calibrator.Calibrator(str(main_path), qsv_update_func=update, mode=mode)
         if qsvs is not None:
             calib.load_model_qsvs(qsvs)
-        calib.calibrate(data, q._recipe_manager)  # noqa: SLF001 - the recipe the Quantizer was built with
+        calib.calibrate(data, recipes)
         qsvs = calib.get_model_qsvs()
-        del calib
-    align_kv_ranges(qsvs, main_path, arts.model_info["num_layers"])
+        del calib, data
+        gc.collect()
+    align_kv_ranges(qsvs, main_path, info["num_layers"])
     meta = {
-        "main_sha256": arts.data["artifacts"]["fp32"]["sha256"],
+        "main_sha256": manifest.load(folder)["artifacts"]["fp32"]["sha256"],
         "windows": len(wins),
         "tokens": sum(len(w) for w in wins),
         "max_position": max(len(w) for w in wins) - 1,

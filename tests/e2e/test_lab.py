@@ -45,7 +45,10 @@ def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
     assert {r["group"] for r in analysis["sensitivity"]["rows"]} >= {"attention", "norms", "lm_head", "mlp_down"}
     assert all(r["kl_8"] > 0 for r in analysis["sensitivity"]["rows"])
     recipe = lab / "recipes" / f"{search['chosen']}.json"
-    assert recipe.is_file()
+    from quantlab.quantize.recipes import load_recipe, variant_name
+
+    assert load_recipe(str(recipe)) == chosen["recipe"] and variant_name(str(recipe)) == search["chosen"]
+    assert analysis["format_version"] == 1
     data = json.loads((lab / "manifest.json").read_text())
     art = data["artifacts"][search["chosen"]]
     # the built variant has int8 activations on exactly the share of FC weights the search said

@@ -7,7 +7,9 @@ weights are symmetric per-channel. Costs measured on the real Gemma3-270M are in
 Every recipe treats an RMSNorm as one op: its `odml.rms_norm` composite gets the scheme's activation type on its input
 and output, and the arithmetic inside (the composite's decomposition, which only the CPU runs) stays float. QNN maps
 the composite to its own RmsNorm, at int16 only (int8 is rejected, QNN error 3110), so `int8` keeps its norms at int16,
-as litert-torch's own NPU recipe does. Mixed recipes (`quantlab analyze`) add entries per op group on top of `int16_w8`.
+as litert-torch's own NPU recipe does. Mixed recipes (`quantlab analyze`) add entries per op group on top of `int16_w8`
+and are named `a16_a8-<groups>`: int16 activations, int8 activations on the listed fully-connected groups (see
+quantlab/analyze/groups.py), e.g. `a16_a8-lm_head` (270M: +3.7 % perplexity, int8 on 62.6 % of the weights).
 
 | scheme     | activations            | weights               | choose it when                                         |
 |------------|------------------------|-----------------------|--------------------------------------------------------|
