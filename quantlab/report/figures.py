@@ -56,6 +56,7 @@ def speed(rows: list[VariantRow]) -> str | None:
     axes[1].set_title("CPU decode tokens/s")
     for ax in axes:
         ax.grid(axis="y", alpha=0.3)
+        ax.tick_params(axis="x", rotation=25)
     return _png(fig)
 
 
