@@ -112,3 +112,21 @@ def test_interrupted_export_leaves_no_partial_file(tiny_model, tmp_path, monkeyp
     names = sorted(p.name for p in tmp_path.iterdir())
     assert not any("_main_" in n for n in names), names
     assert "manifest.json" not in names
+
+
+def test_analyze_and_smooth_bad_input(capsys, tiny_artifacts, tmp_path):
+    import shutil
+
+    folder = tmp_path / "uncalibrated"
+    shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))
+    rc, err = _run(capsys, "analyze", str(folder))
+    _one_line_error(rc, err)
+    assert "quantlab calibrate" in err[0]  # names the fix
+    rc, err = _run(capsys, "analyze", str(tiny_artifacts), "--tolerance", "0.5")
+    _one_line_error(rc, err)
+    rc, err = _run(capsys, "analyze", str(tiny_artifacts), "--soc", "SM0000")
+    _one_line_error(rc, err)
+    assert "SM8750" in err[0]
+    rc, err = _run(capsys, "export", "--model", "tiny-random", "--out", str(tmp_path / "s"), "--smooth", "1.5")
+    _one_line_error(rc, err)
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
