@@ -60,22 +60,28 @@ def test_smoothing_keeps_the_function_and_the_embedder(tiny_model):
     assert not torch.equal(model.lm_head.weight, emb)
 
 
-def test_min_max_ranges_contain_moving_average_ranges(tiny_artifacts, tmp_path):
-    """True min/max (quantlab's default) never clips what calibration saw; AEQ's moving average does narrow."""
+def _ranges_both_ways(tiny_artifacts, tmp_path, windows: int, first: dict, second: dict):
+    """Calibrate a copy of the tiny export twice with different options; (ranges, metadata) of each run."""
     import shutil
 
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate, load_ranges
     from quantlab.calibration.texts import default_calibration_texts
 
-    folder = tmp_path / "a"
+    folder = tmp_path / "copy"
     shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))
-    texts, plan = default_calibration_texts(), CapturePlan(windows=2)
-    calibrate(folder, texts, plan, quiet=True, ranges="moving_average")
-    ema, meta = load_ranges(folder)
+    out = []
+    for opts in (first, second):
+        calibrate(folder, default_calibration_texts(), CapturePlan(windows=windows), quiet=True, **opts)
+        out.append(load_ranges(folder))
+    return out
+
+
+def test_min_max_ranges_contain_moving_average_ranges(tiny_artifacts, tmp_path):
+    """True min/max (quantlab's default) never clips what calibration saw; AEQ's moving average does narrow."""
+    (ema, meta), (mm, _) = _ranges_both_ways(tiny_artifacts, tmp_path, 2, {"ranges": "moving_average"},
+                                             {"ranges": "min_max"})
     assert meta["algorithm"] == "moving_average"
-    calibrate(folder, texts, plan, quiet=True, ranges="min_max")
-    mm, _ = load_ranges(folder)
     narrower = 0
     for name, q in ema.items():
         if "max" not in q or name not in mm:
@@ -87,19 +93,8 @@ def test_min_max_ranges_contain_moving_average_ranges(tiny_artifacts, tmp_path):
 
 def test_profiler_capture_gives_the_all_tensors_ranges(tiny_artifacts, tmp_path):
     """The low-memory profiler capture (default) and ai-edge-quantizer's all-tensor capture agree on every range."""
-    import shutil
-
-    from quantlab.calibration.capture import CapturePlan
-    from quantlab.calibration.ranges import calibrate, load_ranges
-    from quantlab.calibration.texts import default_calibration_texts
-
-    folder = tmp_path / "b"
-    shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))
-    texts, plan = default_calibration_texts(), CapturePlan(windows=1)
-    calibrate(folder, texts, plan, quiet=True, capture="all_tensors")
-    full, _ = load_ranges(folder)
-    calibrate(folder, texts, plan, quiet=True, capture="profiler")
-    prof, meta = load_ranges(folder)
+    (full, _), (prof, meta) = _ranges_both_ways(tiny_artifacts, tmp_path, 1, {"capture": "all_tensors"},
+                                                {"capture": "profiler"})
     assert meta["capture"] == "profiler" and set(full) <= set(prof)
     for name, q in full.items():
         if "max" in q:
