@@ -200,7 +200,7 @@ def _run(a: argparse.Namespace) -> int:
         socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
-        analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth,
+        analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth, per_op=not a.no_per_op,
     )
     res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
@@ -246,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-len", type=int, default=1280)
     r.add_argument("--no-analyze", action="store_true",
                    help="skip the sensitivity analysis and mixed-precision search (and its third variant)")
+    r.add_argument("--no-per-op", action="store_true",
+                   help="skip the per-tensor SNR analysis in evaluate (it holds every tensor of two mains: too big "
+                        "for the 1B in 24 GB)")
     r.add_argument("--tolerance", type=float, default=1.05,
                    help="mixed-precision search: allowed perplexity ratio to fp32 (default 1.05)")
     r.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",

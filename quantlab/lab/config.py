@@ -21,6 +21,8 @@ class RunConfig:
     sampling noise at a minute or so each on the 270M). analyze: run the mixed-precision search and build its chosen
     recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
     analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
+    per_op: per-tensor SNR of each quantized variant in the evaluate stage; it keeps every tensor of the FP32 and the
+    quantized main for one call, which the 1B shape cannot afford in 24 GB (turn it off there).
     """
 
     model: str = "gemma3-270m"
@@ -40,6 +42,7 @@ class RunConfig:
     tolerance: float = 1.05
     analyze_tokens: int = 256
     smooth_alpha: float = 0.0
+    per_op: bool = True
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -211,12 +211,12 @@ class Lab:
         text_key = text_digest((self.cfg.eval_text,)) if self.cfg.eval_text else "default"
         for v in self.variants:
             key = key_of("evaluate", METHOD_VERSION, self._sha(v), self._sha("fp32"), text_key, tokens,
-                         self.cfg.decode_steps, self.cfg.sample_prompt)
+                         self.cfg.decode_steps, self.cfg.sample_prompt, *(() if self.cfg.per_op else ("no per-op",)))
 
             def do(v=v) -> dict:
                 res = evaluate(self.out, text, v, None if v == "fp32" else "fp32", tokens, self.cfg.decode_steps,
                                quiet=False)
-                if v != "fp32":
+                if v != "fp32" and self.cfg.per_op:
                     res["per_op"] = tensor_errors(self.out, v, text)
                 g = generate(ArtifactSet(self.out, v), self.cfg.sample_prompt, 32)
                 res["sample"] = {"prompt": self.cfg.sample_prompt, "text": g.text}
