@@ -43,15 +43,15 @@ def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256,
     }
     chosen = next((c for c in found["candidates"] if c["name"] == found["chosen"]), None)
     if chosen is not None:
-        write_text(recipe_path(folder, chosen["name"]), json.dumps(chosen["recipe"], indent=1) + "\n")
+        path = recipe_path(folder, chosen["name"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text(path, json.dumps(chosen["recipe"], indent=1) + "\n")
     write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))
     return result
 
 
 def recipe_path(folder: Path, name: str) -> Path:
-    path = Path(folder) / RECIPES_DIR / f"{name}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(folder) / RECIPES_DIR / f"{name}.json"
 
 
 def load_analysis(folder: Path) -> dict | None:

@@ -71,7 +71,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     # hold a recipe.
     recipes = recipe_manager.RecipeManager()
     recipes.load_quantization_recipe(load_recipe("int16_w8"))
-    info, prefill_sig = arts.model_info, arts.prefill_sig
+    info, prefill_sig, fp32_sha = arts.model_info, arts.prefill_sig, arts.data["artifacts"]["fp32"]["sha256"]
     qsvs = None
     counts = {prefill_sig: 0, layout.DECODE: 0}
     for w in steps(wins, desc="calibrating (windows)", quiet=quiet):
@@ -97,7 +97,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         gc.collect()
     align_kv_ranges(qsvs, main_path, info["num_layers"])
     meta = {
-        "main_sha256": manifest.load(folder)["artifacts"]["fp32"]["sha256"],
+        "main_sha256": fp32_sha,
         "windows": len(wins),
         "tokens": sum(len(w) for w in wins),
         "max_position": max(len(w) for w in wins) - 1,

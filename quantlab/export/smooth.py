@@ -50,10 +50,15 @@ def activation_maxima(hf_model: nn.Module, windows: list[list[int]]) -> dict[str
     return dict(stats)
 
 
-def _scales(x_max: torch.Tensor, weights: list[torch.Tensor], alpha: float) -> torch.Tensor:
-    w_max = torch.stack([w.abs().amax(0) for w in weights]).amax(0).float()
+def _migration(x_max: torch.Tensor, w_max: torch.Tensor, alpha: float) -> torch.Tensor:
+    """SmoothQuant's s = max|X|^α / max|W|^(1-α), per input channel."""
     s = x_max.clamp(min=1e-5).pow(alpha) / w_max.clamp(min=1e-5).pow(1 - alpha)
     return s.clamp(min=1e-5)
+
+
+def _scales(x_max: torch.Tensor, weights: list[torch.Tensor], alpha: float) -> torch.Tensor:
+    """Scales for the input columns several Linears share (their per-column |W| max taken together)."""
+    return _migration(x_max, torch.stack([w.abs().amax(0) for w in weights]).amax(0).float(), alpha)
 
 
 def _into_norm(norm: nn.Module, s: torch.Tensor) -> None:
@@ -86,7 +91,7 @@ def smooth(hf_model: nn.Module, maxima: dict[str, torch.Tensor], alpha: float) -
         d = cfg.head_dim
         x_o = maxima[f"{p}.self_attn.o_proj"].view(cfg.num_key_value_heads, rep, d).amax(1)
         w_o = attn.o_proj.weight.view(-1, cfg.num_key_value_heads, rep, d).abs().amax(0).amax(1).float()
-        s_o = (x_o.clamp(min=1e-5).pow(alpha) / w_o.clamp(min=1e-5).pow(1 - alpha)).clamp(min=1e-5)  # [kv, d]
+        s_o = _migration(x_o, w_o, alpha)  # [kv, d]
         attn.v_proj.weight.div_(s_o.reshape(-1)[:, None])
         attn.o_proj.weight.mul_(s_o[:, None, :].expand(-1, rep, -1).reshape(-1))
         report[f"layer {i}"] = float(max(s.max(), s_down.max(), s_o.max()))

@@ -148,7 +148,7 @@ class Lab:
 
         if not self.cfg.analyze:
             return
-        soc = self.cfg.socs[0] if self.cfg.socs else "SM8750"
+        soc = self.cfg.socs[0] if self.cfg.socs else SearchConfig.soc  # the first SoC compiled for, else default
         cfg = SearchConfig(tolerance=self.cfg.tolerance, soc=soc)
         key = key_of("analyze", METHOD_VERSION, state.steps["calibrate"]["key"], cfg.tolerance, cfg.soc,
                      self.cfg.analyze_tokens)

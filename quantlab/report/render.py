@@ -34,8 +34,7 @@ def _rejected_summary(rejected: list[dict]) -> str:
     return "; ".join(f"{n}× {k}" for k, n in kinds.items())
 
 
-def render_markdown(data: dict, analysis: dict | None = None, folder: Path | None = None) -> str:
-    rows = variant_rows(data, folder)
+def render_markdown(data: dict, rows: list, analysis: dict | None = None) -> str:
     model = data["model"]
     first = next((a.get("metrics") for a in data["artifacts"].values() if a.get("metrics")), None) or {}
     eval_note = (f"{first.get('tokens_scored')} tokens scored in windows of {first.get('window_tokens')}."
@@ -96,8 +95,8 @@ def write_report(folder: Path) -> tuple[Path, Path]:
 
     data = manifest.load(folder)
     analysis = load_analysis(folder)
-    md = render_markdown(data, analysis, folder)
-    rows = variant_rows(data, folder)
+    rows = variant_rows(data, folder)  # reads each variant's file when an older manifest lacks its int8 share
+    md = render_markdown(data, rows, analysis)
     plots = [(t, img) for t, img in (
         ("Pareto front: int8 share of FC weights vs perplexity", figures.pareto(rows)),
         ("Sensitivity by op group", figures.sensitivity(analysis)),
