@@ -58,8 +58,9 @@ def test_smoothing_keeps_the_function_and_the_embedder(tiny_model):
     assert not torch.equal(model.lm_head.weight, emb)
 
 
-def _ranges_both_ways(tiny_artifacts, tmp_path, windows: int, first: dict, second: dict):
-    """Calibrate a copy of the tiny export twice with different options; (ranges, metadata) of each run."""
+def _ranges_both_ways(tiny_artifacts, tmp_path, windows: int, first: dict, second: dict | None):
+    """Calibrate a copy of the tiny export twice with different options (once if `second` is None); (ranges,
+    metadata) of each run."""
     import shutil
 
     from quantlab.calibration.capture import CapturePlan
@@ -69,7 +70,7 @@ def _ranges_both_ways(tiny_artifacts, tmp_path, windows: int, first: dict, secon
     folder = tmp_path / "copy"
     shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))
     out = []
-    for opts in (first, second):
+    for opts in (first, second) if second is not None else (first,):
         calibrate(folder, default_calibration_texts(), CapturePlan(windows=windows), quiet=True, **opts)
         out.append(load_ranges(folder))
     return out
@@ -99,3 +100,31 @@ def test_profiler_capture_gives_the_all_tensors_ranges(tiny_artifacts, tmp_path)
             # (per-tensor ranges come back as shape (1,) from one capture and (1, 1, 1) from the other)
             np.testing.assert_allclose(np.ravel(prof[name]["max"]), np.ravel(q["max"]), rtol=1e-6, err_msg=name)
             np.testing.assert_allclose(np.ravel(prof[name]["min"]), np.ravel(q["min"]), rtol=1e-6, err_msg=name)
+
+
+def test_calibration_interpreters_from_file_give_aeqs_own_ranges(tiny_artifacts, tmp_path, monkeypatch):
+    """quantlab builds ai-edge-quantizer's calibration interpreters from the file (4 GB less at the 1B scale) and with
+    this machine's thread count; the ranges are exactly those of AEQ's own interpreter builder."""
+    import contextlib
+
+    from quantlab.calibration import ranges
+
+    built = []
+    real = ranges.interpreters_from_file
+
+    @contextlib.contextmanager
+    def spy(xnnpack=True):
+        built.append(xnnpack)
+        with real(xnnpack):
+            yield
+
+    monkeypatch.setattr(ranges, "interpreters_from_file", spy)
+    [(ours, _)] = _ranges_both_ways(tiny_artifacts, tmp_path, 1, {}, None)
+    assert built == [True, False]  # the calibrator with XNNPACK, the K/V alignment's look-up without
+    monkeypatch.setattr(ranges, "interpreters_from_file", lambda xnnpack=True: contextlib.nullcontext())
+    [(aeq, _)] = _ranges_both_ways(tiny_artifacts, tmp_path / "aeq", 1, {}, None)
+    assert set(ours) == set(aeq)
+    for name, q in aeq.items():
+        for k in ("min", "max"):
+            if k in q:
+                np.testing.assert_array_equal(ours[name][k], q[k], err_msg=name)

@@ -132,3 +132,45 @@ def test_recipe_file_with_override(quantized, tmp_path):
     assert rec["path"].endswith("_main_a16_float_softmax.tflite")
     g = generate(ArtifactSet(folder, "a16_float_softmax"), "Hello", 4)
     assert len(g.tokens) >= 1
+
+
+def test_dynamic_int8_keeps_float_io_int8_weights_and_fp32_top1(quantized, tmp_path):
+    """The CPU scheme: float activations (quantized per call by the kernels), int8 weights. Tolerance: on the first
+    chunk it keeps fp32's top-1 token for at least 7 of 8 positions of the random model (int16_w8 is held to 6)."""
+    import shutil
+
+    from quantlab.check.graph import read_ops
+
+    folder = tmp_path / "copy"
+    shutil.copytree(quantized[0], folder)
+    rec = quantize(folder, "dynamic_int8", quiet=True)
+    arts = ArtifactSet(folder, "dynamic_int8")
+    assert rec["io_dtype"]["embeddings"] == "float32"
+    assert all(s.dtype == np.float32 for s in arts.main.inputs["decode"].values() if s.name != "input_pos")
+    fc_weights = [o.inputs[1] for o in read_ops(folder / rec["path"]) if o.name == "FULLY_CONNECTED"]
+    assert fc_weights and all(t.dtype == "INT8" and t.constant for t in fc_weights)
+    ids = arts.encode(default_eval_text())[:TINY_PREFILL]
+    a = next(ArtifactSet(folder).session().prefill_chunks(ids))
+    b = next(arts.session().prefill_chunks(ids))
+    agree = (a.argmax(-1) == b.argmax(-1)).mean()
+    assert agree >= 7 / 8, f"top-1 agreement {agree:.2f}; worst |logit diff| {np.abs(a - b).max():.3g}"
+
+
+def test_reference_scored_first_and_let_go_gives_the_streamed_metrics(quantized):
+    """evaluate() scores the reference first and drops its models (memory at the 1B scale); the metrics are exactly
+    those of scoring both side by side."""
+    from quantlab.evaluate.evaluator import evaluate, score
+    from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer
+    from quantlab.evaluate.windows import windows
+
+    folder, _ = quantized
+    text = default_eval_text()
+    res = evaluate(folder, text, "int16_w8", "fp32", max_tokens=2 * (TINY_CACHE - 1), quiet=True)
+    arts = ArtifactSet(folder, "int16_w8")
+    wins = windows(arts.encode(text)[1:][: 2 * (TINY_CACHE - 1)], arts.model_info["bos_token_id"], TINY_CACHE)
+    streamed, _ = score(LiteRTScorer(arts), LiteRTScorer(ArtifactSet(folder)), wins, quiet=True)
+    assert res["windows"] == len(wins) == 2
+    for k in ("perplexity", "kl", "top1_agreement", "tokens_scored"):
+        assert res[k] == pytest.approx(streamed[k], rel=1e-9), k
+    cached = CachedScorer(LiteRTScorer(ArtifactSet(folder))).detach(wins)
+    assert cached.inner is None and len(list(cached.chunks(wins[0]))) == len(list(LiteRTScorer(arts).chunks(wins[0])))

@@ -10,7 +10,6 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -18,24 +17,11 @@ from quantlab.analyze.groups import GROUPS, build_recipe
 from quantlab.calibration.capture import CapturePlan, token_windows
 from quantlab.calibration.ranges import load_ranges
 from quantlab.evaluate.evaluator import score
-from quantlab.evaluate.scorers import LiteRTScorer
+from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer
 from quantlab.progress import steps
 from quantlab.quantize.quantizer import quantize_to
 from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.session import ArtifactSet
-
-
-class CachedScorer:
-    """A scorer's chunks, computed on first use and replayed after (the FP32 reference of every candidate)."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.name, self._cache = inner, inner.name, {}
-
-    def chunks(self, window: list[int]) -> Iterator[np.ndarray]:
-        key = tuple(window)
-        if key not in self._cache:
-            self._cache[key] = list(self.inner.chunks(window))
-        yield from self._cache[key]
 
 
 @dataclass
@@ -55,7 +41,9 @@ class Bench:
         # The window after the 2 that calibration used by default: calibration-domain text the ranges never saw.
         wins = token_windows(self.fp32, default_calibration_texts(), CapturePlan(windows=3))
         self.window = wins[-1][: self.tokens]
-        self.reference = CachedScorer(LiteRTScorer(self.fp32))
+        # The FP32 reference is scored once, then its main is let go; candidates share fp32's tokenizer and embedder.
+        self.reference = CachedScorer(LiteRTScorer(ArtifactSet(self.folder, "fp32"))).detach([self.window])
+        self.fp32.embedder  # loaded once here, so every candidate's shallow copy shares it
         self.tmp = self.folder / ".analyze-candidate.tflite"
 
     def measure(self, recipe: list[dict], path: Path | None = None) -> dict:

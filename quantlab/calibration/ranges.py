@@ -26,6 +26,7 @@ from quantlab.atomic import write_text
 from quantlab.calibration.capture import CapturePlan, capture_window, token_windows
 from quantlab.errors import UserError
 from quantlab.procmon import peak_rss_mb
+from quantlab.runtime.aeq_interpreters import interpreters_from_file
 from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet
 
@@ -88,7 +89,8 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         # is used directly because Quantizer.calibrate offers no choice of how samples' ranges are merged. Profiler
         # mode tracks min/max inside the interpreter as ops run instead of keeping every tensor of every op: the
         # same ranges (identical on the tiny model; a test checks) at a fraction of the memory.
-        calib = calibrator.Calibrator(str(main_path), qsv_update_func=update, mode=mode)
+        with interpreters_from_file():
+            calib = calibrator.Calibrator(str(main_path), qsv_update_func=update, mode=mode)
         if qsvs is not None:
             calib.load_model_qsvs(qsvs)
         calib.calibrate(data, recipes)
@@ -115,7 +117,8 @@ def align_kv_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int) -> Non
     """Give each layer's K (and V) cache input and slice output one range across both signatures (in place)."""
     from ai_edge_quantizer.utils import calibration_utils
 
-    utils = calibration_utils.CalibrationQsvAlignmentUtils(str(main_path))
+    with interpreters_from_file(xnnpack=False):
+        utils = calibration_utils.CalibrationQsvAlignmentUtils(str(main_path))
     sigs = list(utils._signature_runners)  # the public API takes signature names; this lists them
     for i in range(n_layers):
         for names in ((layout.k_cache(i), layout.k_slice(i)), (layout.v_cache(i), layout.v_slice(i))):

@@ -36,7 +36,7 @@ def measure_speed(arts: ArtifactSet, prompt_ids: list[int], decode_steps: int = 
         "prefill_tokens_per_s": len(prompt_ids) / (t1 - t0),
         "decode_steps": decode_steps,
         "decode_tokens_per_s": decode_steps / (t2 - t1),
-        "threads": arts.num_threads or "all",
+        "threads": arts.main.num_threads,
     }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from quantlab.compile.socs import resolve_soc
 from quantlab.errors import UserError
-from quantlab.quantize.recipes import SCHEMES
+from quantlab.quantize.recipes import DEFAULT_SCHEMES, SCHEMES
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class RunConfig:
 
     model: str = "gemma3-270m"
     out: Path = Path("out")
-    schemes: tuple[str, ...] = SCHEMES
+    schemes: tuple[str, ...] = DEFAULT_SCHEMES
     socs: tuple[str, ...] = ("SM8750",)
     calib_texts: tuple[Path, ...] = ()
     eval_text: Path | None = None

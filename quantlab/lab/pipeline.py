@@ -15,8 +15,8 @@ from typing import Any, Callable
 from quantlab import manifest
 from quantlab.calibration.texts import default_calibration_texts, default_eval_text, load_texts
 from quantlab.errors import UserError
-from quantlab.procmon import peak_rss_mb
 from quantlab.lab.config import RunConfig, text_digest
+from quantlab.lab.isolate import run_isolated
 from quantlab.lab.state import RunState, key_of
 
 STAGES = ("export", "calibrate", "analyze", "quantize", "check", "compile", "evaluate", "report")
@@ -59,11 +59,11 @@ class Lab:
             t["skipped"] += 1
             return state.result(step)
         t0 = time.perf_counter()
-        result = fn()
+        result, peak_mb = run_isolated(fn, step)
         secs = time.perf_counter() - t0
         t["seconds"] += secs
         t["ran"] += 1
-        state.record(step, key, secs, result, rss_mb=round(peak_rss_mb(), 1))
+        state.record(step, key, secs, result, rss_mb=round(peak_mb, 1))
         return result
 
     def _data(self) -> dict:

@@ -37,14 +37,15 @@ class RunState:
         write_text(self.path, json.dumps({"format_version": FORMAT_VERSION, "steps": self.steps}, indent=1, default=str))
 
     def stage_totals(self) -> dict[str, dict]:
-        """Per stage: seconds its current steps took when they ran, and the process peak RSS after them."""
+        """Per stage: seconds its current steps took when they ran, and the highest peak RSS of the processes they ran in
+        (each step runs in its own, see isolate.py)."""
         out: dict[str, dict] = {}
         for step, rec in self.steps.items():
-            t = out.setdefault(step.split(":")[0], {"seconds": 0.0, "steps": 0, "peak_rss_mb_after": None})
+            t = out.setdefault(step.split(":")[0], {"seconds": 0.0, "steps": 0, "peak_rss_mb": None})
             t["seconds"] = round(t["seconds"] + rec["seconds"], 2)
             t["steps"] += 1
             if rec.get("rss_mb") is not None:
-                t["peak_rss_mb_after"] = max(t["peak_rss_mb_after"] or 0, rec["rss_mb"])
+                t["peak_rss_mb"] = max(t["peak_rss_mb"] or 0, rec["rss_mb"])
         return out
 
     def result(self, step: str) -> Any:

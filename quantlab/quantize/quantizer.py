@@ -11,6 +11,7 @@ from quantlab.analyze.groups import int8_fc_share
 from quantlab.calibration.ranges import load_ranges
 from quantlab.procmon import peak_rss_mb
 from quantlab.quantize.recipes import load_recipe, variant_name
+from quantlab.runtime.aeq_interpreters import interpreters_from_file
 from quantlab.runtime.litert_model import LiteRTModel
 
 
@@ -45,9 +46,13 @@ def quantize_to(fp32: Path, recipe: list[dict], qsvs: dict, out: Path, quiet: bo
     from ai_edge_quantizer import quantizer
 
     q = quantizer.Quantizer(str(fp32), recipe)
-    result = q.quantize(qsvs, enable_progress_bar=not quiet, enable_progress_report=False)
-    with atomic_path(out) as tmp:
-        tmp.write_bytes(result.quantized_model)
+    # (its check that every tensor has ranges builds an interpreter just to list names: from the file, no XNNPACK)
+    with atomic_path(out) as tmp, interpreters_from_file(xnnpack=False, buffer_of=fp32):
+        # Serialized straight into the (memory-mapped) file, not into a bytes object written afterwards: one copy of
+        # the quantized model less in memory (1 GB at the 1B shape).
+        result = q.quantize(qsvs, enable_progress_bar=not quiet, enable_progress_report=False,
+                            serialize_to_path=str(tmp))
+        del result
 
 
 def _io_dtypes(path: Path) -> dict[str, str]:

@@ -85,7 +85,7 @@ def stage_rows(data: dict) -> list[dict]:
             continue
         lt = last.get(stage) or {}
         rows.append({"stage": stage, "seconds": t.get("seconds", 0.0), "steps": t.get("steps", 0),
-                     "ran": lt.get("ran", 0), "skipped": lt.get("skipped", 0), "rss_mb": t.get("peak_rss_mb_after")})
+                     "ran": lt.get("ran", 0), "skipped": lt.get("skipped", 0), "rss_mb": t.get("peak_rss_mb")})
     return rows
 
 

@@ -7,6 +7,7 @@ passed through `raw` in the model's own dtype, so they are never requantized.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,10 @@ class LiteRTModel:
         if not self.path.is_file():
             raise UserError(f"{self.path} does not exist; run `quantlab export` (or quantize) to create it")
         try:
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=num_threads)
+            # None must become a count: LiteRT's own default is one thread (measured: 270M FP32 prefill 291 tok/s
+            # with None or 1, 485 with 2 on this 2-core machine).
+            self.num_threads = num_threads or os.cpu_count() or 1
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"{self.path} is not a valid LiteRT model ({first}); re-create it") from None

@@ -1,0 +1,53 @@
+"""How ai-edge-quantizer builds its LiteRT interpreters, made to scale to the Gemma3-1B shape.
+
+ai-edge-quantizer 0.10 builds every interpreter (`tfl_interpreter_utils.create_tfl_interpreter`) by copying the whole
+model into a Python bytes object, with XNNPACK, which packs every weight once per signature, and 16 threads whatever
+the machine has. For the 1B's 4 GB float main that is 4 GB of copy plus 8 GB of packed weights, also where nothing is
+run: `Quantizer.quantize` builds one only to list tensor names (peak 15.8 GB for a quantize that otherwise needs
+1.5 GB), the K/V range alignment one only to look up signatures. Inside `interpreters_from_file` they are built from
+the file instead (memory-mapped), with this machine's cores, and without XNNPACK unless asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def interpreters_from_file(xnnpack: bool = True, buffer_of: Path | None = None) -> Iterator[None]:
+    """Patch ai-edge-quantizer's interpreter builder inside this block.
+
+    xnnpack: keep XNNPACK where ai-edge-quantizer asks for it (True for a calibrator, which runs the model; False where
+    an interpreter is only read). buffer_of: the file whose contents ai-edge-quantizer holds as a buffer (a Quantizer's
+    float model); interpreters asked for on a buffer are then built from this file.
+    """
+    from unittest import mock
+
+    from ai_edge_litert import interpreter as tfl
+    from ai_edge_quantizer.utils import tfl_interpreter_utils
+
+    original = tfl_interpreter_utils.create_tfl_interpreter
+
+    def create(tflite_model, allocate_tensors=True, use_xnnpack=True, num_threads=16, preserve_all_tensors=True,
+               disable_delegate_node_fusion=False, force_delegate_node_profiling=False):
+        path = tflite_model if isinstance(tflite_model, (str, Path)) else buffer_of
+        if path is None:
+            return original(tflite_model, allocate_tensors, use_xnnpack, num_threads, preserve_all_tensors,
+                            disable_delegate_node_fusion, force_delegate_node_profiling)
+        resolver = (tfl.OpResolverType.BUILTIN if use_xnnpack and xnnpack
+                    else tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp = tfl.Interpreter(
+            model_path=str(path), num_threads=os.cpu_count() or 1, experimental_op_resolver_type=resolver,
+            experimental_preserve_all_tensors=preserve_all_tensors,
+            experimental_disable_delegate_node_fusion=disable_delegate_node_fusion,
+            experimental_force_delegate_node_profiling=force_delegate_node_profiling,
+        )
+        if allocate_tensors:
+            interp.allocate_tensors()
+        return interp
+
+    with mock.patch.object(tfl_interpreter_utils, "create_tfl_interpreter", create):
+        yield
