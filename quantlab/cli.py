@@ -235,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="out", help="artifact folder (default ./out); re-running resumes it")
     r.add_argument("--schemes", action="append", default=None,
                    help="comma-separated: int8 (A8W8, fastest on NPU; 270M: unusable), int16_w8 (A16W8; 270M: +3.0%% ppl), "
-                        "dynamic_int8 (CPU only: int8 weights, float activations) or recipe .json files; "
+                        "dynamic_int8 (for the CPU: int8 weights, float activations) or recipe .json files; "
                         "default int8,int16_w8")
     r.add_argument("--soc", action="append", default=None, help="SoC to compile for (repeatable; default SM8750)")
     r.add_argument("--calib-text", action="append", default=None, help="calibration .txt/.jsonl (repeatable)")
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--scheme", nargs="+", default=["int16_w8"],
                    help="int8: int8 act (asym) + int8 weights (270M: unusable); int16_w8: int16 act (sym) + int8 "
                         "weights (270M: +3.0%% ppl, 279 MB); dynamic_int8: float act quantized per call + int8 weights "
-                        "(CPU only, litert-torch's dynamic_int8); or a recipe .json (e.g. DIR/recipes/<chosen>.json)")
+                        "(for the CPU, litert-torch's dynamic_int8); or a recipe .json (e.g. DIR/recipes/<chosen>.json)")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=_quantize)
 

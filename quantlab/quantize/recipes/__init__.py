@@ -15,7 +15,7 @@ quantlab/analyze/groups.py), e.g. `a16_a8-lm_head` (270M: +3.7 % perplexity, int
 |------------|------------------------|-----------------------|--------------------------------------------------------|
 | `int8`     | int8 asymmetric (norms int16) | int8 symmetric/channel| the NPU's fastest path; measure its accuracy first |
 | `int16_w8` | int16 symmetric        | int8 symmetric/channel| accuracy close to FP32 at int8 weight size              |
-| `dynamic_int8` | float; int8 per call, computed at run time | int8 symmetric/channel | the CPU (XNNPACK): litert-torch's `dynamic_int8`; no NPU runs it |
+| `dynamic_int8` | float; int8 per call, computed at run time | int8 symmetric/channel | the CPU (XNNPACK): litert-torch's `dynamic_int8`. QNN compiles it too (float activations on the HTP), not measured on a device |
 
 A recipe JSON file of your own (a list of ai-edge-quantizer entries: regex over tensor names, op type, op_config,
 later entries override earlier ones) is accepted wherever a scheme name is.
