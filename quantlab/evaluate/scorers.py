@@ -45,7 +45,8 @@ class CachedScorer:
         """Compute every window now and let go of the inner scorer (and its models): the 1B's FP32 reference (13 GB)
         need not stay loaded beside the variant it is compared with. Costs 1 MB per token for Gemma3's 262k vocab."""
         for w in wins:
-            self._cache.setdefault(tuple(w), list(self.inner.chunks(w)))
+            for _ in self.chunks(w):  # fills the cache
+                pass
         self.inner = None
         return self
 
