@@ -146,11 +146,12 @@ def score_both(lab: Path, google: dict, tokens: int) -> dict:
 def coverage(pre: Path, compiled: Path) -> dict:
     """Per signature: ops before compilation, ops left on the CPU after, and dispatch ops (partitions)."""
     from quantlab.check.graph import read_ops
+    from quantlab.compile.compiler import DISPATCH_OP
 
     total = Counter(o.signature for o in read_ops(pre))
     left, parts = Counter(), Counter()
     for o in read_ops(compiled):
-        (parts if o.name == "DISPATCH_OP" else left)[o.signature] += 1
+        (parts if o.name == DISPATCH_OP else left)[o.signature] += 1
     return {s: {"ops_total": n, "ops_offloaded": n - left[s], "partitions": parts[s]} for s, n in total.items()}
 
 
@@ -218,7 +219,7 @@ def main() -> int:
         scores = json.loads(scored.read_text())
     else:
         print("scoring both against PyTorch FP32 ...", flush=True)
-        _, s_gb, out = _step("scoring", [*me, "_score", str(lab), json.dumps(google), str(a.tokens)])
+        _, _, out = _step("scoring", [*me, "_score", str(lab), json.dumps(google), str(a.tokens)])
         scores = json.loads(out.strip().splitlines()[-1])
         scored.write_text(json.dumps(scores))
 
@@ -241,8 +242,8 @@ def report(a, scores, cov, times, mains, bundles) -> None:
     print(f"{'':28s} {'quantlab int16_w8':>18s} {'Google A16W8':>14s} {'ratio q/g':>10s}")
     for k, label in (("perplexity", "perplexity"), ("kl", "KL vs FP32"), ("top1_agreement", "top-1 agreement")):
         print(f"{label:28s} {q[k]:18.4f} {g[k]:14.4f} {q[k] / g[k]:10.3f}")
-    for name, (pre, comp) in (("main (quantized) MB", (0, 0)), ("main (compiled) MB", (1, 1))):
-        qs, gs = mains["quantlab"][pre].stat().st_size / 1e6, mains["google"][comp].stat().st_size / 1e6
+    for name, i in (("main (quantized) MB", 0), ("main (compiled) MB", 1)):
+        qs, gs = mains["quantlab"][i].stat().st_size / 1e6, mains["google"][i].stat().st_size / 1e6
         print(f"{name:28s} {qs:18.1f} {gs:14.1f} {qs / gs:10.3f}")
     qb, gb = bundles["quantlab"] / 1e6, bundles["google"] / 1e6
     print(f"{'shipped (compiled+embedder) MB':28s} {qb:18.1f} {gb:14.1f} {qb / gb:10.3f}")
