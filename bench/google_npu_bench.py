@@ -1,6 +1,6 @@
 """quantlab against Google's own NPU pipeline (litert-torch's `npu_export`), on the same Gemma3-270M weights.
 
-    .venv/bin/python bench/google_npu_bench.py [--work DIR] [--soc SM8750] [--tokens 1279]
+    .venv/bin/python bench/google_npu_bench.py [--work DIR] [--soc SM8750] [--tokens 1279] [--rescore | --reuse-google]
 
 Runs, one after the other, each step in a fresh process with its process tree's RSS sampled every 0.2 s:
 
@@ -15,7 +15,8 @@ Then both quantized models (before compilation; LiteRT's CPU kernels run them) s
 first `--tokens` tokens of quantlab's held-out English text, BOS first, one window of the 1,280-token cache) against the
 same FP32 reference: the PyTorch model both were exported from. Google's model runs through its own executor
 (`calib/sampling_executor.py`: its embedder, RoPE, mask and cache-update models, quantized as it ships them), one
-decode step per token after a 1-token prefill so every position is scored; quantlab's through its host runtime.
+decode step per token after a 1-token prefill so every position is scored; quantlab's through its host runtime, also
+one decode step per token (its prefill returns no logits either).
 Printed: perplexity / KL / top-1 overall and per 128-position bucket, NPU coverage (ops the QNN plugin took, per
 signature, and partitions), file sizes, pipeline time and peak RSS, with ratios (quantlab / Google).
 """
@@ -125,7 +126,7 @@ class GoogleScorer:
             yield np.stack(rows)
 
 
-def score_both(lab: Path, google: dict, tokens: int) -> dict:
+def score_both(lab: Path, google: dict | None, tokens: int) -> dict:
     from quantlab.calibration.texts import default_eval_text
     from quantlab.evaluate.evaluator import score
     from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer, TorchScorer
@@ -137,9 +138,11 @@ def score_both(lab: Path, google: dict, tokens: int) -> dict:
     ref = CachedScorer(TorchScorer(load_model("gemma3-270m").model, PREFILL)).detach([window])
     ours, _ = score(LiteRTScorer(arts), ref, [window], quiet=True)
     del arts
-    theirs, _ = score(GoogleScorer(google["quantized"], google["hf"]), ref, [window], quiet=True)
     fp32, _ = score(ref, None, [window], quiet=True)
-    return {"quantlab": ours, "google": theirs, "fp32": fp32, "tokens": len(window) - 1}
+    res = {"quantlab": ours, "fp32": fp32, "tokens": len(window) - 1}
+    if google is not None:  # None: Google's scores are reused (--reuse-google)
+        res["google"], _ = score(GoogleScorer(google["quantized"], google["hf"]), ref, [window], quiet=True)
+    return res
 
 
 # ---------------------------------------------------------------- coverage and sizes (main process)
@@ -184,21 +187,33 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=CACHE - 1, help="evaluation tokens scored (default the whole cache)")
     ap.add_argument("--rescore", action="store_true",
                     help="reuse what --work holds: the pipelines' outputs and timings, and the scores if saved")
+    ap.add_argument("--reuse-google", action="store_true",
+                    help="reuse Google's pipeline outputs, timings and scores saved in --work (scoring its model "
+                         "alone takes ~25 min); run and score quantlab's afresh")
     a = ap.parse_args()
     from quantlab import manifest
     from quantlab.compile.qnn_libs import library_path
+    from quantlab.runtime.session import ArtifactSet
 
     a.work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, LD_LIBRARY_PATH=f"{library_path()}:{os.environ.get('LD_LIBRARY_PATH', '')}")
     me = [sys.executable, __file__]
     lab, saved = a.work / "quantlab", a.work / "pipelines.json"
+    scored = a.work / f"scores_{a.tokens}.json"
+    if (a.rescore or a.reuse_google) and not saved.is_file():
+        raise SystemExit(f"{saved} is missing: run once without --rescore / --reuse-google")
+    if a.reuse_google and not scored.is_file():
+        raise SystemExit(f"{scored} is missing: run once without --reuse-google (or with --tokens as before)")
     if a.rescore and saved.is_file():
         google, g_s, g_gb, q_s, q_peak, q_times = json.loads(saved.read_text())
     else:
-        print("Google npu_export pipeline:", flush=True)
-        g_s, g_gb, out = _step("google (export → calibrate → quantize → compile)",
-                               [*me, "_google", str(a.work / "google"), a.soc], env)
-        google = json.loads(out.strip().splitlines()[-1])
+        if a.reuse_google:
+            google, g_s, g_gb = json.loads(saved.read_text())[:3]
+        else:
+            print("Google npu_export pipeline:", flush=True)
+            g_s, g_gb, out = _step("google (export → calibrate → quantize → compile)",
+                                   [*me, "_google", str(a.work / "google"), a.soc], env)
+            google = json.loads(out.strip().splitlines()[-1])
         print("quantlab pipeline:", flush=True)
         ql = [str(Path(sys.executable).with_name("quantlab"))]
         q_steps = [("export", [*ql, "export", "--model", "gemma3-270m", "--out", str(lab), "--overwrite"]),
@@ -214,13 +229,15 @@ def main() -> int:
             q_times[name], q_peak = secs, max(q_peak, gb)
         q_s = sum(q_times.values())
         saved.write_text(json.dumps([google, g_s, g_gb, q_s, q_peak, q_times]))
-    scored = a.work / f"scores_{a.tokens}.json"
     if a.rescore and scored.is_file():
         scores = json.loads(scored.read_text())
     else:
-        print("scoring both against PyTorch FP32 ...", flush=True)
-        _, _, out = _step("scoring", [*me, "_score", str(lab), json.dumps(google), str(a.tokens)])
+        print(f"scoring {'quantlab' if a.reuse_google else 'both'} against PyTorch FP32 ...", flush=True)
+        _, _, out = _step("scoring", [*me, "_score", str(lab), json.dumps(None if a.reuse_google else google),
+                                      str(a.tokens)])
         scores = json.loads(out.strip().splitlines()[-1])
+        if a.reuse_google:
+            scores["google"] = json.loads(scored.read_text())["google"]
         scored.write_text(json.dumps(scores))
 
     data = manifest.load(lab)
@@ -228,9 +245,10 @@ def main() -> int:
     q_comp = next(lab.glob(f"*int16_w8_aot_{a.soc.lower()}.tflite"))
     g_pre, g_comp = google_mains(a.work / "google")
     cov = {"quantlab": coverage(q_main, q_comp), "google": coverage(g_pre, g_comp)}
+    q_embedder = lab / data["artifacts"][ArtifactSet(lab, "int16_w8").embedder_key]["path"]
     report(a, scores, cov, {"quantlab": (q_s, q_peak, q_times), "google": (g_s, g_gb, google["times"])},
            {"quantlab": (q_main, q_comp), "google": (g_pre, g_comp)},
-           {"quantlab": sum(p.stat().st_size for p in (q_comp, lab / data["artifacts"]["embedder_fp32"]["path"])),
+           {"quantlab": q_comp.stat().st_size + q_embedder.stat().st_size,
             "google": Path(google["compiled"]).stat().st_size})
     return 0
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from quantlab.errors import UserError
+from quantlab.quantize.embedder import EMBEDDERS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
 
@@ -76,7 +77,8 @@ def _eval(a: argparse.Namespace) -> int:
     print(f"  peak RSS {res['peak_rss_mb_runtime']:.0f} MB (runtime), {res['peak_rss_mb']:.0f} MB (with reference)")
     if "per_op" in res:
         po = res["per_op"]
-        print(f"  per-op SNR vs fp32 on {po['input']}; logits {po['logits_db']} dB")
+        logits = "" if po["logits_db"] is None else f"; logits {po['logits_db']} dB"  # (prefill returns none)
+        print(f"  per-op SNR vs fp32 on {po['input']}{logits}")
         fb = po["first_below_20db"]
         if fb:
             print(f"  first op below 20 dB: op {fb['op_index']} {fb['op']} in {fb['module']} "
@@ -106,11 +108,11 @@ def _quantize(a: argparse.Namespace) -> int:
 
     for scheme in a.scheme:
         try:
-            rec = quantize(Path(a.dir), scheme, overwrite=a.overwrite)
+            rec = quantize(Path(a.dir), scheme, overwrite=a.overwrite, embedder=a.embedder)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         print(f"{scheme}: {rec['path']}  {rec['bytes'] / 1e6:.1f} MB, I/O {rec['io_dtype']['embeddings']}, "
-              f"{rec['quantize_seconds']:.0f} s")
+              f"{rec['quantize_seconds']:.0f} s; ships with {rec['embedder']}")
     return 0
 
 
@@ -201,6 +203,7 @@ def _run(a: argparse.Namespace) -> int:
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
         analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth, per_op=not a.no_per_op,
+        embedder=a.embedder,
     )
     res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
@@ -249,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-per-op", action="store_true",
                    help="skip the per-tensor SNR analysis in evaluate (it holds every tensor of two mains: too big "
                         "for the 1B in 24 GB)")
+    r.add_argument("--embedder", choices=list(EMBEDDERS), default="int8",
+                   help="the embedder quantized mains ship with (default int8: 4x smaller, KL +0.001 on the 270M)")
     r.add_argument("--tolerance", type=float, default=1.05,
                    help="mixed-precision search: allowed perplexity ratio to fp32 (default 1.05)")
     r.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
@@ -301,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: int8 act (asym) + int8 weights (270M: unusable); int16_w8: int16 act (sym) + int8 "
                         "weights (270M: +3.0%% ppl, 279 MB); dynamic_int8: float act quantized per call + int8 weights "
                         "(for the CPU, litert-torch's dynamic_int8); or a recipe .json (e.g. DIR/recipes/<chosen>.json)")
+    q.add_argument("--embedder", choices=list(EMBEDDERS), default="int8",
+                   help="the embedder the main ships with: int8 table, per-row scales (default; 270M: 174 vs 671 MB, "
+                        "KL +0.001) or fp32 (to measure the main's own error alone)")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=_quantize)
 

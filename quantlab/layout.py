@@ -6,9 +6,10 @@ main is stateless. For a chunk of T new tokens at positions [p, p+T) it takes:
   mask_local        [1, 1, T, C + T]        the same, restricted to the sliding window
   cos_global/sin_global, cos_local/sin_local  [1, T, head_dim]  RoPE at the new positions
   k_cache_i, v_cache_i                      [1, kv_heads, C, head_dim] per layer
-and returns logits [1, T, vocab] (as blocks logits_0.. logits_3 of 65,536 for Gemma3's 262,144 vocabulary) plus
-k_slice_i, v_slice_i [1, kv_heads, T, head_dim]: the new keys/values, which the
-host writes into its caches at positions [p, p+T).
+and returns k_slice_i, v_slice_i [1, kv_heads, T, head_dim]: the new keys/values, which the host writes into its
+caches at positions [p, p+T). decode (T = 1) also returns logits [1, 1, vocab] (as blocks logits_0.. logits_3 of 65,536
+for Gemma3's 262,144 vocabulary); prefill returns none, as LiteRT-LM's NPU models: a prompt of n tokens is n-1 tokens
+of prefill, then its last token through decode, whose logits pick the first new token.
 """
 
 from __future__ import annotations

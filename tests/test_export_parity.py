@@ -28,19 +28,36 @@ def test_signatures_and_names(tiny_artifacts, tiny_model):
         assert {f"k_cache_{i}" for i in range(n)} <= set(ins)
         assert ins["mask_local"].shape == (1, 1, t, TINY_CACHE + t)
         assert ins["k_cache_0"].shape == (1, 1, TINY_CACHE, tiny_model.config.head_dim)
-        names = layout.logits_names(outs)
-        assert names == [f"logits_{i}" for i in range(4)]  # 262,144 = 4 blocks of 65,536
-        assert sum(outs[n].shape[-1] for n in names) == tiny_model.config.vocab_size
-        assert all(outs[n].shape[:2] == (1, t) for n in names)
         assert outs[f"v_slice_{n - 1}"].shape == (1, 1, t, tiny_model.config.head_dim)
+    # Only decode returns logits; prefill returns K/V slices alone (LiteRT-LM's NPU layout).
+    outs = arts.main.outputs["decode"]
+    names = layout.logits_names(outs)
+    assert names == [f"logits_{i}" for i in range(4)]  # 262,144 = 4 blocks of 65,536
+    assert sum(outs[n].shape[-1] for n in names) == tiny_model.config.vocab_size
+    assert all(outs[n].shape[:2] == (1, 1) for n in names)
+    assert not any(n.startswith("logits") for n in arts.main.outputs[f"prefill_{TINY_PREFILL}"])
 
 
-def test_chunked_prefill_logits_match_torch(tiny_artifacts, tiny_model, english_text):
+def test_chunked_prefill_then_decode_matches_torch(tiny_artifacts, tiny_model, english_text):
+    # Prefill n-1 tokens in chunks (the last one padded), then decode the n-th: its logits depend on every K/V the
+    # prefill wrote, so they match the reference only if those are right. n = 45 crosses the 16-token local window.
     arts = ArtifactSet(tiny_artifacts)
-    ids = arts.encode(english_text)[:45]  # 6 chunks (last one padded), crosses the 16-token local window
+    ids = arts.encode(english_text)[:45]
     with torch.no_grad():
         ref = tiny_model.model(torch.tensor([ids])).logits[0].numpy()
-    got = np.concatenate(list(arts.session().prefill_chunks(ids)))
+    for n in (2, TINY_PREFILL + 1, 17, 45):
+        got = arts.session().prefill(ids[:n])
+        diff = np.abs(got - ref[n - 1])
+        assert diff.max() < LOGIT_ATOL, f"n={n}: max |logit diff| {diff.max():.3g} at token {diff.argmax()}"
+        assert got.argmax() == ref[n - 1].argmax()
+
+
+def test_decode_logits_at_every_position_match_torch(tiny_artifacts, tiny_model, english_text):
+    arts = ArtifactSet(tiny_artifacts)
+    ids = arts.encode(english_text)[:45]
+    with torch.no_grad():
+        ref = tiny_model.model(torch.tensor([ids])).logits[0].numpy()
+    got = np.concatenate(list(arts.session().decode_chunks(ids, TINY_PREFILL)))
     diff = np.abs(got - ref)
     worst = np.unravel_index(diff.argmax(), diff.shape)
     assert diff.max() < LOGIT_ATOL, f"max |logit diff| {diff.max():.3g} at position {worst[0]}, token {worst[1]}"

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantlab import layout
 from quantlab.check.graph import read_ops
 
 NORM = r".*(CompositeRMSNorm|odml\.rms_norm).*"
@@ -96,9 +97,10 @@ def recipe_name(base: int, int8_groups: tuple[str, ...]) -> str:
 
 
 def _fc_ops(main_path: Path) -> list:
-    """(op, weight elements) for every FC of the first signature (both signatures share the weights)."""
+    """(op, weight elements) for every FC of decode, the signature that holds them all (prefill has no LM head)."""
     ops = [o for o in read_ops(main_path) if o.name == FC and len(o.inputs) > 1]
-    sig = ops[0].signature if ops else None
+    sigs = {o.signature for o in ops}
+    sig = layout.DECODE if layout.DECODE in sigs else (ops[0].signature if ops else None)
     return [(o, math.prod(o.inputs[1].shape)) for o in ops if o.signature == sig]
 
 
@@ -110,7 +112,7 @@ def int8_fc_share(main_path: Path) -> float:
 
 
 def weight_share(main_path: Path) -> dict[str, float]:
-    """Share of main's fully-connected weight elements held by each FC group (prefill signature)."""
+    """Share of main's fully-connected weight elements held by each FC group (decode signature)."""
     sizes: dict[str, int] = {g: 0 for g in FC_GROUPS}
     for o, n in _fc_ops(main_path):
         scope = ";".join(t.name for t in o.outputs) + ";"

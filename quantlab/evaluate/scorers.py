@@ -1,6 +1,6 @@
 """Scorers yield next-token logits for a token window, chunk by chunk, so that metrics stream.
 
-`LiteRTScorer` runs an artifact through the host runtime. `TorchScorer` is the PyTorch (transformers) reference of the
+`LiteRTScorer` runs an artifact through the host runtime (decode at every position). `TorchScorer` is the PyTorch (transformers) reference of the
 same weights: one forward for the window's hidden states, then the LM head chunk by chunk (the 262k-wide logits of a
 whole window would take 1.3 GB).
 """
@@ -26,7 +26,9 @@ class LiteRTScorer:
         self.name = arts.variant
 
     def chunks(self, window: list[int]) -> Iterator[np.ndarray]:
-        yield from self.arts.session().prefill_chunks(window, all_logits=True)
+        # Through decode, one token per call: only decode returns logits (as on the phone, where decode is what
+        # picks every generated token). Chunks of the prefill length keep the chunking of TorchScorer.
+        yield from self.arts.session().decode_chunks(window, self.arts.host.prefill_len)
 
 
 class CachedScorer:

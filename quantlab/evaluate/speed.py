@@ -12,10 +12,11 @@ from quantlab.runtime.session import ArtifactSet
 
 
 def measure_speed(arts: ArtifactSet, prompt_ids: list[int], decode_steps: int = 32) -> dict:
-    """Prefill `prompt_ids` (whole chunks), then `decode_steps` greedy decode calls; tokens per second of each.
+    """Prefill `prompt_ids`, then `decode_steps` greedy decode calls; tokens per second of each.
 
-    Prefill speed counts the prompt's tokens over the time of all prefill calls (padding included in the work), so it
-    is what a user sees for a prompt of that length. Choose a prompt of a whole number of chunks for peak throughput.
+    Prefill speed counts the prompt's tokens over the time to the first new token's logits (all but the last token
+    through prefill, padding included in the work, then the last through decode), so it is what a user sees for a
+    prompt of that length. Choose a prompt of a whole number of chunks for peak throughput.
     Both are measured after one warm-up call of each signature.
     """
     decode_steps = max(1, min(decode_steps, arts.host.cache_len - len(prompt_ids)))

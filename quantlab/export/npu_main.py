@@ -129,7 +129,8 @@ class SplitLMHead(nn.Module):
 
 
 class NpuGemma3Main(nn.Module):
-    """Transformer body + final norm + LM head; stateless (caches in, new K/V slices out)."""
+    """Transformer body + final norm + LM head; stateless (caches in, new K/V slices out). Called with one token
+    (decode) it returns logits; with more (prefill), only the K/V slices."""
 
     def __init__(self, hf_model: nn.Module) -> None:
         super().__init__()
@@ -152,6 +153,11 @@ class NpuGemma3Main(nn.Module):
                 x, k, v = layer(x, mask_local, cos_local, sin_local, k_cache[i], v_cache[i])
             k_out.append(k)
             v_out.append(v)
+        if x.shape[1] > 1:
+            # Prefill returns no logits (as LiteRT-LM's NPU models): the host decodes the prompt's last token for the
+            # first new one. At 262k vocabulary the LM head would be a third of prefill's work, and its per-channel
+            # quantization parameters a second copy in the file (270M: compiled main 286.5 → 281.1 MB).
+            return {"k_slice": k_out, "v_slice": v_out}
         blocks = self.lm_head(self.norm(x))
         if self.final_softcap is not None:
             blocks = [torch.tanh(b / self.final_softcap) * self.final_softcap for b in blocks]

@@ -21,6 +21,8 @@ class RunConfig:
     sampling noise at a minute or so each on the 270M). analyze: run the mixed-precision search and build its chosen
     recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
     analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
+    embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4× smaller, KL +0.001 on the
+    270M) or `fp32` (see quantlab/quantize/embedder.py).
     per_op: per-tensor SNR of each quantized variant in the evaluate stage; it keeps every tensor of the FP32 and the
     quantized main for one call, which the 1B shape cannot afford in 24 GB (turn it off there).
     """
@@ -43,6 +45,7 @@ class RunConfig:
     analyze_tokens: int = 256
     smooth_alpha: float = 0.0
     per_op: bool = True
+    embedder: str = "int8"
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -51,6 +54,9 @@ class RunConfig:
         for s in self.schemes:
             if s not in SCHEMES and not (s.endswith(".json") and Path(s).is_file()):
                 raise UserError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)} or an existing recipe .json")
+        from quantlab.quantize.embedder import embedder_key
+
+        embedder_key(self.embedder)  # an unknown choice is a UserError naming the choices
         object.__setattr__(self, "socs", tuple(resolve_soc(s) for s in self.socs))
         for p in (*self.calib_texts, *([self.eval_text] if self.eval_text else [])):
             if not Path(p).is_file():

@@ -72,6 +72,12 @@ class Lab:
     def _sha(self, variant: str) -> str:
         return self._data()["artifacts"][variant]["sha256"]
 
+    def _shipped_sha(self, variant: str) -> tuple[str, str]:
+        """The main's and its embedder's hashes: what a variant's measurements depend on."""
+        from quantlab.runtime.session import ArtifactSet
+
+        return self._sha(variant), self._sha(ArtifactSet(self.out, variant).embedder_key)
+
     def _path(self, variant: str) -> Path:
         return self.out / self._data()["artifacts"][variant]["path"]
 
@@ -160,16 +166,23 @@ class Lab:
         self._step(state, "analyze", "analyze", key, [self.out / ANALYSIS_FILE], do)
 
     def _quantize(self, state: RunState) -> None:
+        from quantlab.quantize.embedder import EMBEDDER_SCHEME, embedder_key, ensure_embedder
         from quantlab.quantize.quantizer import quantize
         from quantlab.quantize.recipes import load_recipe, variant_name
 
         calib_key = state.steps["calibrate"]["key"]
         name = self._name_hint(state)
+        emb = embedder_key(self.cfg.embedder)
+        if emb != "embedder_fp32":
+            key = key_of("quantize", self._sha("embedder_fp32"), load_recipe(EMBEDDER_SCHEME))
+            self._step(state, "quantize", f"quantize:{emb}", key, [self.out / f"{name}_{emb}.tflite"],
+                       lambda: {"bytes": ensure_embedder(self.out, self.cfg.embedder, remake=True)["bytes"]})
         for scheme in self.schemes:
             v = variant_name(scheme)
-            key = key_of("quantize", calib_key, load_recipe(scheme))
+            key = key_of("quantize", calib_key, load_recipe(scheme), emb)
             self._step(state, "quantize", f"quantize:{v}", key, [self.out / f"{name}_main_{v}.tflite"],
-                       lambda s=scheme: {"bytes": quantize(self.out, s, overwrite=True, quiet=True)["bytes"]})
+                       lambda s=scheme: {"bytes": quantize(self.out, s, overwrite=True, quiet=True,
+                                                           embedder=self.cfg.embedder)["bytes"]})
 
     def _check(self, state: RunState) -> None:
         from quantlab.check.litert_rules import check_litert
@@ -210,7 +223,7 @@ class Lab:
         tokens = self.cfg.eval_tokens or (self.cfg.cache_len - 1)
         text_key = text_digest((self.cfg.eval_text,)) if self.cfg.eval_text else "default"
         for v in self.variants:
-            key = key_of("evaluate", METHOD_VERSION, self._sha(v), self._sha("fp32"), text_key, tokens,
+            key = key_of("evaluate", METHOD_VERSION, *self._shipped_sha(v), self._sha("fp32"), text_key, tokens,
                          self.cfg.decode_steps, self.cfg.sample_prompt, *(() if self.cfg.per_op else ("no per-op",)))
 
             def do(v=v) -> dict:

@@ -10,22 +10,26 @@ from quantlab.atomic import atomic_path, check_writable
 from quantlab.analyze.groups import int8_fc_share
 from quantlab.calibration.ranges import load_ranges
 from quantlab.procmon import peak_rss_mb
+from quantlab.quantize.embedder import ensure_embedder
 from quantlab.quantize.recipes import load_recipe, variant_name
 from quantlab.runtime.aeq_interpreters import interpreters_from_file
 from quantlab.runtime.litert_model import LiteRTModel
 
 
-def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = False) -> dict:
-    """Write `<name>_main_<variant>.tflite` and record it in the manifest; returns its record."""
+def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = False, embedder: str = "int8") -> dict:
+    """Write `<name>_main_<variant>.tflite` and record it in the manifest, paired with the `embedder` it ships with
+    (`int8` or `fp32`, see quantlab/quantize/embedder.py; the int8 one is made here if the folder lacks it); returns
+    the main's record."""
     folder = Path(folder)
     data = manifest.load(folder)
     variant = variant_name(scheme)
-    if variant in ("fp32", "embedder_fp32"):
+    if variant == "fp32" or variant.startswith("embedder_"):
         raise ValueError(f"variant name {variant!r} is reserved; rename the recipe file")
     recipe = load_recipe(scheme)
     out = folder / f"{data['model']['name']}_main_{variant}.tflite"
     check_writable(out, overwrite)
     qsvs, calib_meta = load_ranges(folder)
+    emb_key = ensure_embedder(folder, embedder)["key"]
     t0 = time.perf_counter()
     quantize_to(folder / data["artifacts"]["fp32"]["path"], recipe, qsvs, out, quiet)
     seconds = time.perf_counter() - t0
@@ -33,7 +37,7 @@ def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = F
     record = manifest.artifact_record(
         out, role="main", scheme=scheme if variant == scheme else f"recipe {Path(scheme).name}",
         recipe=recipe, io_dtype=io, int8_fc_share=round(int8_fc_share(out), 4), quantize_seconds=round(seconds, 1), quantize_peak_rss_mb=round(peak_rss_mb(), 1),
-        calibration=calib_meta,
+        calibration=calib_meta, embedder=emb_key,
     )
     data = manifest.load(folder)  # re-read: another stage may have written meanwhile
     data["artifacts"][variant] = record
@@ -58,8 +62,7 @@ def quantize_to(fp32: Path, recipe: list[dict], qsvs: dict, out: Path, quiet: bo
 def _io_dtypes(path: Path) -> dict[str, str]:
     """dtype of main's inputs and outputs by kind (embeddings, masks, rope, caches, logits)."""
     model = LiteRTModel(path)
-    sig = model.signatures[0]
-    ins, outs = model.inputs[sig], model.outputs[sig]
+    ins, outs = model.inputs[layout.DECODE], model.outputs[layout.DECODE]  # decode: the signature with logits
     pick = lambda specs, name: str(specs[name].dtype)  # noqa: E731
     return {
         "embeddings": pick(ins, "embeddings"),

@@ -33,9 +33,9 @@ def size_vs_perplexity(rows: list[VariantRow]) -> str | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for r in pts:
-        ax.scatter(r.mb, r.perplexity, s=60)
-        ax.annotate(r.variant, (r.mb, r.perplexity), textcoords="offset points", xytext=(6, 4))
-    ax.set_xlabel("main size (MB)")
+        ax.scatter(r.shipped_mb, r.perplexity, s=60)
+        ax.annotate(r.variant, (r.shipped_mb, r.perplexity), textcoords="offset points", xytext=(6, 4))
+    ax.set_xlabel("shipped size: main + its embedder (MB)")
     ax.set_ylabel("perplexity (log scale)")
     ax.set_yscale("log")
     ax.set_title("Size vs perplexity (lower left is better)")

@@ -67,9 +67,17 @@ class ArtifactSet:
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / manifest.TOKENIZER_DIR))
         self.prefill_sig = layout.prefill_signature(self.host.prefill_len)
 
+    @property
+    def embedder_key(self) -> str:
+        """The embedder this main ships with: its record's `embedder` (a compiled main: its source's), else FP32."""
+        arts = self.data["artifacts"]
+        rec = arts[self.variant]
+        rec = arts.get(rec.get("source_variant"), rec)
+        return rec.get("embedder", "embedder_fp32")
+
     @cached_property
     def embedder(self) -> LiteRTModel:
-        return LiteRTModel(self.folder / self.data["artifacts"]["embedder_fp32"]["path"], self.num_threads)
+        return LiteRTModel(self.folder / self.data["artifacts"][self.embedder_key]["path"], self.num_threads)
 
     @cached_property
     def main(self) -> LiteRTModel:
@@ -115,7 +123,7 @@ class Session:
         """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted."""
         main = self.arts.main
         slice_names = tuple(f"{kv}_slice_{i}" for i in range(self.n_layers) for kv in ("k", "v"))
-        out = main.run(sig, values, raw=raw, raw_outputs=slice_names)
+        out = main.run(sig, values, raw=self._as_inputs_of(sig, raw), raw_outputs=slice_names)
         spec_out = main.outputs[sig]
         for i in range(self.n_layers):
             for kv in ("k", "v"):
@@ -131,35 +139,53 @@ class Session:
         names = layout.logits_names(out)
         return np.concatenate([out[name][0, :n] for name in names], axis=-1) if len(names) > 1 else out[names[0]][0, :n]
 
+    def _as_inputs_of(self, sig: str, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The caches in `sig`'s own input types. They differ only where `sig` never reads a cache (prefill's last
+        layer: with no logits, its attention is dead code, and the quantizer leaves that input float)."""
+        specs, out = self.arts.main.inputs[sig], dict(caches)
+        for name, arr in caches.items():
+            cs, ss = self.cache_specs[name], specs[name]
+            if (cs.dtype, cs.scale, cs.zero_point) != (ss.dtype, ss.scale, ss.zero_point):
+                out[name] = ss.quantize(cs.dequantize(arr))
+        return out
+
     def _step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
         values, raw = self.inputs(sig, tokens, t)
         return self.run(sig, values, raw, len(tokens), want_logits)
 
-    def prefill_chunks(self, tokens: list[int], all_logits: bool = True) -> Iterator[np.ndarray]:
-        """Feed `tokens` in chunks of the prefill length, yielding each chunk's logits [n, vocab] (or only the last
-        chunk's when `all_logits` is False). Streaming keeps memory flat for long texts and large vocabularies."""
-        if len(tokens) > self.capacity:
-            raise UserError(
-                f"the prompt has {len(tokens)} tokens but only {self.capacity} of {self.arts.host.cache_len} cache "
-                f"slots are free; shorten it or re-export with a larger --cache-len"
-            )
+    def feed(self, tokens: list[int]) -> None:
+        """Write `tokens`' keys and values into the caches through prefill, in chunks of the prefill length."""
+        self._check_room(len(tokens))
         t = self.arts.host.prefill_len
         for s in range(0, len(tokens), t):
-            is_last = s + t >= len(tokens)
-            logits = self._step(self.arts.prefill_sig, tokens[s : s + t], t, want_logits=all_logits or is_last)
-            if logits is not None:
-                yield logits
+            self._step(self.arts.prefill_sig, tokens[s : s + t], t, want_logits=False)
 
     def prefill(self, tokens: list[int]) -> np.ndarray:
-        """Feed `tokens`; return the logits of the last one."""
-        *_, last = self.prefill_chunks(tokens, all_logits=False)
-        return last[-1]
+        """Feed `tokens`; return the logits of the last one: all but the last through prefill, the last through decode
+        (prefill returns no logits; see quantlab/layout.py)."""
+        self._check_room(len(tokens))
+        self.feed(tokens[:-1])
+        return self.decode(tokens[-1])
 
     def decode(self, token: int) -> np.ndarray:
         """Feed one token; return its next-token logits."""
         if self.capacity < 1:
             raise UserError(f"the KV cache ({self.arts.host.cache_len} slots) is full; re-export with --cache-len")
         return self._step(layout.DECODE, [token], 1, want_logits=True)[0]
+
+    def decode_chunks(self, tokens: list[int], rows: int) -> Iterator[np.ndarray]:
+        """Every token through decode, yielding next-token logits [≤ rows, vocab] per `rows` tokens: the logits at
+        every position (scoring), streamed so that memory stays flat for Gemma3's 262k vocabulary."""
+        self._check_room(len(tokens))
+        for s in range(0, len(tokens), rows):
+            yield np.stack([self.decode(tok) for tok in tokens[s : s + rows]])
+
+    def _check_room(self, n: int) -> None:
+        if n > self.capacity:
+            raise UserError(
+                f"the prompt has {n} tokens but only {self.capacity} of {self.arts.host.cache_len} cache "
+                f"slots are free; shorten it or re-export with a larger --cache-len"
+            )
 
 
 def generate(arts: ArtifactSet, prompt: str, max_new_tokens: int = 32,
