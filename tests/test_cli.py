@@ -130,3 +130,11 @@ def test_analyze_and_smooth_bad_input(capsys, tiny_artifacts, tmp_path):
     rc, err = _run(capsys, "export", "--model", "tiny-random", "--out", str(tmp_path / "s"), "--smooth", "1.5")
     _one_line_error(rc, err)
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
+
+
+def test_calibrate_negative_decode_stride(capsys, tiny_artifacts):
+    before = (tiny_artifacts / "manifest.json").read_bytes()
+    rc, err = _run(capsys, "calibrate", str(tiny_artifacts), "--decode-stride", "-1")
+    _one_line_error(rc, err)
+    assert "decode_stride" in err[0]
+    assert (tiny_artifacts / "manifest.json").read_bytes() == before

@@ -107,3 +107,25 @@ def test_sampling_is_seeded_and_respects_top_k(tiny_artifacts):
     assert a.tokens == b.tokens
     # With top_k=1 sampling is greedy whatever the temperature.
     assert generate(arts, "Hello", 8, SamplerConfig(temperature=2.0, top_k=1)).tokens == generate(arts, "Hello", 8).tokens
+
+
+def test_calibration_decode_samples_are_the_decodes_they_stand_for(tiny_artifacts, tiny_model, english_text):
+    # Calibration samples decode inside each prefilled chunk (decode alone has the LM head, whose range needs many
+    # positions). There the caches also hold the chunk's later tokens; the mask must hide them, so each sample's
+    # logits must be the reference's at its position (same tolerance as above). Stride 3 over 8-token chunks: samples
+    # at s+2, s+5, then the boundary sample at s+8.
+    from quantlab.calibration.capture import capture_window
+
+    arts = ArtifactSet(tiny_artifacts)
+    ids = arts.encode(english_text)[:45]
+    with torch.no_grad():
+        ref = tiny_model.model(torch.tensor([ids])).logits[0].numpy()
+    want = [q for s in range(0, len(ids), TINY_PREFILL)
+            for q in (s + 2, s + 5, s + TINY_PREFILL) if q < min(s + TINY_PREFILL + 1, len(ids))]
+    feeds = [feed for sig, feed in capture_window(arts, ids, decode_stride=3) if sig == layout.DECODE]
+    assert len(feeds) == len(want) == 16
+    for q, feed in zip(want, feeds):
+        out = arts.main.run(layout.DECODE, feed)
+        got = np.concatenate([out[n][0, 0] for n in layout.logits_names(out)])
+        diff = np.abs(got - ref[q])
+        assert diff.max() < LOGIT_ATOL, f"position {q}: max |logit diff| {diff.max():.3g} at token {diff.argmax()}"

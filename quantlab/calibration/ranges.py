@@ -78,7 +78,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     for w in steps(wins, desc="calibrating (windows)", quiet=quiet):
         data: dict[str, list] = {prefill_sig: [], layout.DECODE: []}
         arts = arts or ArtifactSet(folder, "fp32")
-        for sig, feed in capture_window(arts, w):
+        for sig, feed in capture_window(arts, w, plan.decode_stride):
             data[sig].append(feed)
             counts[sig] += 1
         # Capture first, then let go of the capturing pipeline before the calibrator loads its own copy of main:
@@ -108,6 +108,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "algorithm": ranges,
         "capture": capture,
+        "decode_stride": plan.decode_stride,
     }
     save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
     return meta

@@ -21,7 +21,7 @@ class RunConfig:
     sampling noise at a minute or so each on the 270M). analyze: run the mixed-precision search and build its chosen
     recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
     analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
-    embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4× smaller, KL +0.001 on the
+    embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the
     270M) or `fp32` (see quantlab/quantize/embedder.py).
     per_op: per-tensor SNR of each quantized variant in the evaluate stage; it keeps every tensor of the FP32 and the
     quantized main for one call, which the 1B shape cannot afford in 24 GB (turn it off there).

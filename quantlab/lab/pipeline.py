@@ -140,11 +140,12 @@ class Lab:
         from quantlab.calibration.ranges import CALIBRATION_FILE, calibrate
 
         texts_key = text_digest(self.cfg.calib_texts)
-        key = key_of("calibrate", self._sha("fp32"), texts_key, self.cfg.calib_windows)
+        plan = CapturePlan(windows=self.cfg.calib_windows)
+        key = key_of("calibrate", self._sha("fp32"), texts_key, plan)  # the plan's repr: every sampling choice
 
         def do() -> dict:
             texts = load_texts(list(self.cfg.calib_texts)) if self.cfg.calib_texts else default_calibration_texts()
-            return calibrate(self.out, texts, CapturePlan(windows=self.cfg.calib_windows))
+            return calibrate(self.out, texts, plan)
 
         self._step(state, "calibrate", "calibrate", key, [self.out / CALIBRATION_FILE], do)
 
