@@ -25,7 +25,9 @@ def test_calibration_covers_every_position(quantized):
     folder, meta = quantized
     assert meta["max_position"] == TINY_CACHE - 1
     assert meta["samples"][f"prefill_{TINY_PREFILL}"] == 2 * TINY_CACHE // TINY_PREFILL
-    assert meta["samples"]["decode"] == 2 * (TINY_CACHE // TINY_PREFILL - 1)
+    # Decode at every position (the default decode_stride 1: decode alone has the LM head) plus one sample at each
+    # chunk boundary but the last, in each of the 2 windows.
+    assert meta["samples"]["decode"] == 2 * TINY_CACHE + 2 * (TINY_CACHE // TINY_PREFILL - 1)
     qsvs, again = load_ranges(folder)
     assert again == meta and qsvs
     # Ranges of every cache input are non-degenerate: no zero-only calibration.
