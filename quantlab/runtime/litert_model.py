@@ -42,6 +42,13 @@ class TensorSpec:
             return np.asarray(q, dtype=np.float32)
         return (q.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
 
+    def convert(self, q: np.ndarray, to: "TensorSpec") -> np.ndarray:
+        """`q` (in this tensor's type) in the type of `to`; unchanged where both have the same parameters (the host
+        then copies integers, as for K/V caches and slices aligned across signatures)."""
+        if (self.dtype, self.scale, self.zero_point) == (to.dtype, to.scale, to.zero_point):
+            return q
+        return to.quantize(self.dequantize(q))
+
 
 def _spec(name: str, d: dict) -> TensorSpec:
     params = d.get("quantization_parameters") or {}

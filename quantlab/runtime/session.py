@@ -128,10 +128,7 @@ class Session:
         for i in range(self.n_layers):
             for kv in ("k", "v"):
                 cache_name, slice_name = f"{kv}_cache_{i}", f"{kv}_slice_{i}"
-                new = out[slice_name][:, :, :n]
-                cs, ss = self.cache_specs[cache_name], spec_out[slice_name]
-                if (cs.dtype, cs.scale, cs.zero_point) != (ss.dtype, ss.scale, ss.zero_point):
-                    new = cs.quantize(ss.dequantize(new))  # parameters differ: requantize into the cache's
+                new = spec_out[slice_name].convert(out[slice_name][:, :, :n], self.cache_specs[cache_name])
                 self.caches[cache_name][:, :, self.pos : self.pos + n] = new
         self.pos += n
         if not want_logits:
@@ -142,12 +139,8 @@ class Session:
     def _as_inputs_of(self, sig: str, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The caches in `sig`'s own input types. They differ only where `sig` never reads a cache (prefill's last
         layer: with no logits, its attention is dead code, and the quantizer leaves that input float)."""
-        specs, out = self.arts.main.inputs[sig], dict(caches)
-        for name, arr in caches.items():
-            cs, ss = self.cache_specs[name], specs[name]
-            if (cs.dtype, cs.scale, cs.zero_point) != (ss.dtype, ss.scale, ss.zero_point):
-                out[name] = ss.quantize(cs.dequantize(arr))
-        return out
+        specs = self.arts.main.inputs[sig]
+        return {name: self.cache_specs[name].convert(arr, specs[name]) for name, arr in caches.items()}
 
     def _step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
         values, raw = self.inputs(sig, tokens, t)
