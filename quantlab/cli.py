@@ -22,7 +22,8 @@ def _export(a: argparse.Namespace) -> int:
     from quantlab.export import ExportConfig, export_model
     from quantlab.models import load_model
 
-    config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len, smooth_alpha=a.smooth)
+    config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len, smooth_alpha=a.smooth,
+                     rotate=a.rotate)
     loaded = load_model(a.model)
     data = export_model(loaded, Path(a.out), config, overwrite=a.overwrite)
     for key, art in data["artifacts"].items():
@@ -203,7 +204,7 @@ def _run(a: argparse.Namespace) -> int:
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
         analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth, per_op=not a.no_per_op,
-        embedder=a.embedder,
+        embedder=a.embedder, rotate=a.rotate,
     )
     res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed-precision search: allowed perplexity ratio to fp32 (default 1.05)")
     r.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export (default 0: none)")
+    r.add_argument("--rotate", type=int, default=1, metavar="K",
+                   help="spread the K largest residual channels by a rotation before export (same function; default "
+                        "1: the 270M's one massive channel; 0: none)")
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
     r.set_defaults(func=_run)
 
@@ -273,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache-len", type=int, default=1280, help="KV cache slots = longest context (default 1280)")
     e.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export, e.g. 0.5 (default 0: none); helps int8 activations")
+    e.add_argument("--rotate", type=int, default=1, metavar="K",
+                   help="spread the K largest residual channels by a rotation before export (same function; default "
+                        "1: the 270M's one massive channel; 0: none)")
     e.add_argument("--overwrite", action="store_true", help="replace existing artifacts")
     e.set_defaults(func=_export)
 

@@ -72,11 +72,15 @@ class ExportConfig:
     smooth_alpha: 0 exports the model as it is; in (0, 1) applies SmoothQuant scale migration first (same function,
       narrower inputs to every fully-connected layer; see quantlab/export/smooth.py). Choose 0.5 when you want int8
       activations on the fully-connected layers.
+    rotate: how many massive residual channels to spread with a rotation of the residual stream before export (same
+      function; see quantlab/export/rotate.py). 0: none. Gemma3-270M has one (channel 163, ~100,000 against ~1,000 for
+      the next); 1 narrows its residual stream 100,000 → 8,000, which every quantized variant must hold.
     """
 
     prefill_len: int = 128
     cache_len: int = 1280
     smooth_alpha: float = 0.0
+    rotate: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.prefill_len <= 4096:
@@ -89,6 +93,8 @@ class ExportConfig:
             raise ValueError(f"cache_len must be at most 32768, got {self.cache_len}")
         if not 0.0 <= self.smooth_alpha < 1.0:
             raise ValueError(f"smooth alpha must be in [0, 1), got {self.smooth_alpha}; try 0.5 (or 0 for none)")
+        if not 0 <= self.rotate <= 64:
+            raise ValueError(f"rotate must be between 0 and 64 channels, got {self.rotate}; try 1 (or 0 for none)")
 
     @property
     def prefill_signature(self) -> str:

@@ -12,7 +12,8 @@ from quantlab.analyze.groups import FC_GROUPS, build_recipe, int8_fc_share, weig
 def test_weight_share_covers_every_fc_and_lm_head_dominates(tiny_artifacts):
     share = weight_share(tiny_artifacts / "tiny-random_main_fp32.tflite")
     assert set(share) == set(FC_GROUPS)
-    assert sum(share.values()) == pytest.approx(1.0)
+    # every FC but the residual-stream rotation's (25 ops of 64 weights against 16.8M in the LM head) is in a group
+    assert sum(share.values()) == pytest.approx(1.0, abs=1e-3)
     # tiny: LM head 262,144 x 64 against 6 layers of 64-wide projections
     assert max(share, key=share.get) == "lm_head" and share["lm_head"] > 0.9
     assert all(v > 0 for v in share.values())  # every group's regex matched its ops

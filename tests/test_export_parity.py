@@ -113,17 +113,17 @@ def test_calibration_decode_samples_are_the_decodes_they_stand_for(tiny_artifact
     # Calibration samples decode inside each prefilled chunk (decode alone has the LM head, whose range needs many
     # positions). There the caches also hold the chunk's later tokens; the mask must hide them, so each sample's
     # logits must be the reference's at its position (same tolerance as above). Stride 3 over 8-token chunks: samples
-    # at s+2, s+5, then the boundary sample at s+8.
+    # at s+2, s+5, then the boundary sample at s+8; and BOS (position 0), which scoring decodes too, at any stride.
     from quantlab.calibration.capture import capture_window
 
     arts = ArtifactSet(tiny_artifacts)
     ids = arts.encode(english_text)[:45]
     with torch.no_grad():
         ref = tiny_model.model(torch.tensor([ids])).logits[0].numpy()
-    want = [q for s in range(0, len(ids), TINY_PREFILL)
-            for q in (s + 2, s + 5, s + TINY_PREFILL) if q < min(s + TINY_PREFILL + 1, len(ids))]
+    want = [0] + [q for s in range(0, len(ids), TINY_PREFILL)
+                  for q in (s + 2, s + 5, s + TINY_PREFILL) if q < min(s + TINY_PREFILL + 1, len(ids))]
     feeds = [feed for sig, feed in capture_window(arts, ids, decode_stride=3) if sig == layout.DECODE]
-    assert len(feeds) == len(want) == 16
+    assert len(feeds) == len(want) == 17
     for q, feed in zip(want, feeds):
         out = arts.main.run(layout.DECODE, feed)
         got = np.concatenate([out[n][0, 0] for n in layout.logits_names(out)])

@@ -114,7 +114,9 @@ def int8_fc_share(main_path: Path) -> float:
 def weight_share(main_path: Path) -> dict[str, float]:
     """Share of main's fully-connected weight elements held by each FC group (decode signature)."""
     sizes: dict[str, int] = {g: 0 for g in FC_GROUPS}
+    every = 0  # the denominator is every FC, as in int8_fc_share: the rotation's 640→1 ops are in no group
     for o, n in _fc_ops(main_path):
+        every += n
         scope = ";".join(t.name for t in o.outputs) + ";"
         owner = None
         for g in GROUPS:  # last match wins, as in the recipe
@@ -122,5 +124,4 @@ def weight_share(main_path: Path) -> dict[str, float]:
                 owner = g.name
         if owner:
             sizes[owner] += n
-    total = sum(sizes.values()) or 1
-    return {g: n / total for g, n in sizes.items()}
+    return {g: n / (every or 1) for g, n in sizes.items()}

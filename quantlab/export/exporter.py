@@ -13,6 +13,7 @@ from quantlab import manifest
 from quantlab.atomic import atomic_path, check_writable
 from quantlab import layout
 from quantlab.export.npu_main import Embedder, NpuGemma3Main, sample_main_inputs
+from quantlab.export.rotate import unrotate
 from quantlab.models.loaded import LoadedModel
 from quantlab.progress import Stage
 from quantlab.runtime.host_inputs import host_params_from_model
@@ -71,10 +72,9 @@ def _eos_ids(loaded: LoadedModel) -> list[int]:
     return ids
 
 
-def _smooth(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] | None) -> dict:
-    """Scale migration on `loaded.model` in place, with activation maxima from 2 cache-length windows of `texts`."""
+def _windows(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] | None) -> list[list[int]]:
+    """2 cache-length windows (BOS first) of `texts`, default the calibration texts: what transforms measure on."""
     from quantlab.calibration.texts import default_calibration_texts
-    from quantlab.export.smooth import activation_maxima, smooth
 
     stream: list[int] = []
     for t in texts or default_calibration_texts():
@@ -82,9 +82,44 @@ def _smooth(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] |
         if len(stream) >= 2 * config.cache_len:
             break
     bos, n = loaded.config.bos_token_id, config.cache_len - 1
-    windows = [[bos, *stream[s : s + n]] for s in range(0, min(len(stream), 2 * n), n)]
+    return [[bos, *stream[s : s + n]] for s in range(0, min(len(stream), 2 * n), n)]
+
+
+def _smooth(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] | None) -> dict:
+    """Scale migration on `loaded.model` in place, with activation maxima from 2 cache-length windows of `texts`."""
+    from quantlab.export.smooth import activation_maxima, smooth
+
+    windows = _windows(loaded, config, texts)
     scales = smooth(loaded.model, activation_maxima(loaded.model, windows), config.smooth_alpha)
     return {"alpha": config.smooth_alpha, "tokens": sum(map(len, windows)), "max_scale": round(max(scales.values()), 3)}
+
+
+def _rotate(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] | None) -> dict:
+    """Residual-stream rotation of `loaded.model` in place, its channels found on 2 cache-length windows of `texts`."""
+    from quantlab.export.rotate import massive_channels, residual_channel_maxima, rotate
+
+    windows = _windows(loaded, config, texts)
+    maxima = residual_channel_maxima(loaded.model, windows)
+    channels = massive_channels(maxima, config.rotate)
+    done = rotate(loaded.model, channels)
+    return {**done, "channel_max": [round(float(maxima[c]), 1) for c in channels],
+            "median_channel_max": round(float(maxima.median()), 1)}
+
+
+def _export_both(loaded: LoadedModel, config: layout.ExportConfig, emb_path: Path, main_fp32: Path,
+                 timings: dict[str, float]) -> None:
+    sigs = config.signatures()
+    with Stage("export embedder", timings):
+        emb = Embedder(loaded.model).eval()
+        _convert(emb, {s: {layout.EMBEDDER_INPUT: torch.zeros(1, t, dtype=torch.int32)} for s, t in sigs.items()},
+                 emb_path)
+        del emb
+    gc.collect()
+    with Stage("export main", timings):
+        main = NpuGemma3Main(loaded.model).eval()
+        _convert(main, {s: sample_main_inputs(loaded.config, config, t) for s, t in sigs.items()}, main_fp32)
+        del main
+    gc.collect()
 
 
 def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, overwrite: bool = False,
@@ -92,32 +127,29 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
     """Export `loaded` into `out`; returns the manifest. Refuses to replace existing files unless `overwrite`.
 
     With `config.smooth_alpha` > 0 the PyTorch model is first smoothed in place (on `smooth_texts`, default the
-    calibration texts); the model is then no longer the one loaded, so reload it for any other use."""
+    calibration texts); the model is then no longer the one loaded, so reload it for any other use. The rotation
+    (`config.rotate`) is measured on the same texts and undone after the export."""
     out = Path(out)
     emb_path, main_fp32 = embedder_path(out, loaded.name), main_path(out, loaded.name)
     for p in (emb_path, main_fp32, out / manifest.MANIFEST):
         check_writable(p, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = loaded.config
     timings: dict[str, float] = {}
     sigs = config.signatures()
 
-    smoothing = None
+    smoothing = rotation = None
     with torch.no_grad():
         if config.smooth_alpha:
             with Stage("smooth (scale migration)", timings):
                 smoothing = _smooth(loaded, config, smooth_texts)
-        with Stage("export embedder", timings):
-            emb = Embedder(loaded.model).eval()
-            _convert(emb, {s: {layout.EMBEDDER_INPUT: torch.zeros(1, t, dtype=torch.int32)} for s, t in sigs.items()},
-                     emb_path)
-            del emb
-        gc.collect()
-        with Stage("export main", timings):
-            main = NpuGemma3Main(loaded.model).eval()
-            _convert(main, {s: sample_main_inputs(cfg, config, t) for s, t in sigs.items()}, main_fp32)
-            del main
-        gc.collect()
+        if config.rotate:
+            with Stage("rotate (residual stream)", timings):
+                rotation = _rotate(loaded, config, smooth_texts)
+        try:
+            _export_both(loaded, config, emb_path, main_fp32, timings)
+        finally:
+            if rotation:
+                unrotate(loaded.model, rotation)
 
     tok_dir = out / manifest.TOKENIZER_DIR
     loaded.tokenizer.save_pretrained(str(tok_dir))
@@ -127,6 +159,7 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
         "host": manifest.host_record(host),
         "signatures": sigs,
         "smoothing": smoothing,
+        "rotation": rotation,
         "artifacts": {
             "embedder_fp32": manifest.artifact_record(emb_path, role="embedder", scheme="fp32", io_dtype="float32"),
             "fp32": manifest.artifact_record(main_fp32, role="main", scheme="fp32", io_dtype="float32"),

@@ -45,6 +45,14 @@ class CompositeRMSNorm(nn.Module):
         return rms_norm_with_hlfb(x.float(), w, self.eps, torch.ones_like(w)).type_as(x)
 
 
+def after_norm(hf_norm: nn.Module) -> nn.Module:
+    """What a norm of a rotated residual stream does after the norm itself (quantlab/export/rotate.py), else nothing.
+
+    It is a sibling of the norm's module, not a child: tensor names under `CompositeRMSNorm` match the recipes' norm
+    entries, which keep the composite's insides float (an int16_w8 main had 640 float ops that way)."""
+    return getattr(hf_norm, "after", None) or nn.Identity()
+
+
 class NpuAttention(nn.Module):
     """One Gemma3 attention layer over a host-managed cache."""
 
@@ -97,12 +105,17 @@ class NpuDecoderLayer(nn.Module):
         self.post_attention_layernorm = CompositeRMSNorm(hf_layer.post_attention_layernorm)
         self.pre_feedforward_layernorm = CompositeRMSNorm(hf_layer.pre_feedforward_layernorm)
         self.post_feedforward_layernorm = CompositeRMSNorm(hf_layer.post_feedforward_layernorm)
+        self.input_after = after_norm(hf_layer.input_layernorm)
+        self.post_attention_after = after_norm(hf_layer.post_attention_layernorm)
+        self.pre_feedforward_after = after_norm(hf_layer.pre_feedforward_layernorm)
+        self.post_feedforward_after = after_norm(hf_layer.post_feedforward_layernorm)
         self.is_global = is_global
 
     def forward(self, x, mask, cos, sin, k_cache, v_cache):
-        a, k, v = self.attn(self.input_layernorm(x), mask, cos, sin, k_cache, v_cache)
-        x = x + self.post_attention_layernorm(a)
-        x = x + self.post_feedforward_layernorm(self.mlp(self.pre_feedforward_layernorm(x)))
+        a, k, v = self.attn(self.input_after(self.input_layernorm(x)), mask, cos, sin, k_cache, v_cache)
+        x = x + self.post_attention_after(self.post_attention_layernorm(a))
+        h = self.mlp(self.pre_feedforward_after(self.pre_feedforward_layernorm(x)))
+        x = x + self.post_feedforward_after(self.post_feedforward_layernorm(h))
         return x, k, v
 
 
@@ -140,6 +153,7 @@ class NpuGemma3Main(nn.Module):
             for i, layer in enumerate(hf_model.model.layers)
         )
         self.norm = CompositeRMSNorm(hf_model.model.norm)
+        self.norm_after = after_norm(hf_model.model.norm)
         self.lm_head = SplitLMHead(hf_model.lm_head.weight.detach())
         self.final_softcap = config.final_logit_softcapping
 
@@ -158,7 +172,7 @@ class NpuGemma3Main(nn.Module):
             # first new one. At 262k vocabulary the LM head would be a third of prefill's work, and its per-channel
             # quantization parameters a second copy in the file (270M: compiled main 286.5 → 281.1 MB).
             return {"k_slice": k_out, "v_slice": v_out}
-        blocks = self.lm_head(self.norm(x))
+        blocks = self.lm_head(self.norm_after(self.norm(x)))
         if self.final_softcap is not None:
             blocks = [torch.tanh(b / self.final_softcap) * self.final_softcap for b in blocks]
         logits = {layout.LOGITS: blocks[0]} if len(blocks) == 1 else {layout.LOGITS: blocks}

@@ -21,6 +21,7 @@ class RunConfig:
     sampling noise at a minute or so each on the 270M). analyze: run the mixed-precision search and build its chosen
     recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
     analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
+    rotate: massive residual channels spread by a rotation before export (default 1; 0: none; see ExportConfig).
     embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the
     270M) or `fp32` (see quantlab/quantize/embedder.py).
     per_op: per-tensor SNR of each quantized variant in the evaluate stage; it keeps every tensor of the FP32 and the
@@ -44,6 +45,7 @@ class RunConfig:
     tolerance: float = 1.05
     analyze_tokens: int = 256
     smooth_alpha: float = 0.0
+    rotate: int = 1
     per_op: bool = True
     embedder: str = "int8"
     extra: dict = field(default_factory=dict)
@@ -63,20 +65,25 @@ class RunConfig:
                 raise UserError(f"text file {p} does not exist; pass an existing .txt or .jsonl file")
             if not Path(p).read_text(errors="replace").strip():
                 raise UserError(f"text file {p} is empty; pass a file with text in it")
-        from quantlab.layout import ExportConfig
-
         if self.tolerance < 1.0:
             raise UserError(f"--tolerance must be at least 1.0 (a perplexity ratio), got {self.tolerance}")
         if self.analyze_tokens < 2:
             raise UserError(f"analyze_tokens must be at least 2, got {self.analyze_tokens}")
         try:
-            ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len, smooth_alpha=self.smooth_alpha)
+            self.export_config()
         except ValueError as exc:
             raise UserError(str(exc)) from None
         if self.calib_windows < 1:
             raise UserError(f"--calib-windows must be at least 1, got {self.calib_windows}")
         if self.eval_tokens is not None and self.eval_tokens < 2:
             raise UserError(f"--eval-tokens must be at least 2, got {self.eval_tokens}")
+
+    def export_config(self):
+        """The ExportConfig these options ask for (raises ValueError naming the fix)."""
+        from quantlab.layout import ExportConfig
+
+        return ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len, smooth_alpha=self.smooth_alpha,
+                            rotate=self.rotate)
 
 
 def text_digest(paths: tuple[Path, ...]) -> str:

@@ -86,7 +86,7 @@ class Lab:
         p = Path(spec)
         ident = [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] if p.exists() else spec
         return key_of("export", ident, self.cfg.prefill_len, self.cfg.cache_len, self.cfg.smooth_alpha,
-                      manifest.versions()["quantlab"])
+                      self.cfg.rotate, manifest.versions()["quantlab"])
 
     @property
     def schemes(self) -> list[str]:
@@ -116,13 +116,12 @@ class Lab:
         return {"seconds": time.perf_counter() - self._t_all, "timings": self.timings, "out": str(self.out)}
 
     def _export(self, state: RunState) -> None:
-        from quantlab.export import ExportConfig, export_model
+        from quantlab.export import export_model
         from quantlab.models import load_model
 
         def do() -> dict:
             loaded = load_model(self.cfg.model)
-            cfg = ExportConfig(prefill_len=self.cfg.prefill_len, cache_len=self.cfg.cache_len,
-                               smooth_alpha=self.cfg.smooth_alpha)
+            cfg = self.cfg.export_config()
             texts = load_texts(list(self.cfg.calib_texts)) if self.cfg.calib_texts else None
             export_model(loaded, self.out, cfg, overwrite=True, smooth_texts=texts)
             return {"name": loaded.name}
