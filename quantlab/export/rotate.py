@@ -1,24 +1,26 @@
-"""Rotate Gemma3's residual stream so its massive channels are spread over all channels: same function, narrower range.
+"""Rotate Gemma3's residual stream so its massive channels spread over all channels: same function, narrower range.
 
 Gemma3's residual stream carries a few "massive activation" channels. In the 270M, channel 163 reaches ~100,000 (at
-BOS and some punctuation) and ~10,000–30,000 on ordinary tokens, while a typical channel is 2–200. A per-tensor int16
-scale set by channel 163 has a step of ~3, which is noise of 5–10 % on ordinary channels at every layer.
+BOS and some punctuation) and ~10,000–30,000 on ordinary tokens, while a typical channel is 2–200. A per-tensor
+int16 scale set by channel 163 has a step of ~3: noise of 5–10 % on ordinary channels, at every layer.
 
-Here the residual stream r becomes r·R, R = H_1…H_k a product of Householder reflections H = I − 2vvᵀ, each mapping one
-massive channel e_c onto a dense vector of ±1/√d (QuaRot/SpinQuant use a full Hadamard; a reflection per massive
+Here the stream r becomes r·R, R = H_1…H_k a product of Householder reflections H = I − 2vvᵀ, each mapping one
+massive channel e_c onto a dense vector of ±1/√d (QuaRot/SpinQuant use a full Hadamard; one reflection per massive
 channel is enough here and needs no dense matrix in the graph). RMSNorm is invariant under orthogonal maps
 (rms(r·R) = rms(r)), so:
 
-| site                               | change                                                               |
-|------------------------------------|----------------------------------------------------------------------|
-| embedding table                    | rows · R (the LM head keeps its own, unrotated copy)                 |
+| site                                      | change                                                   |
+|-------------------------------------------|----------------------------------------------------------|
+| embedding table                           | rows · R (the LM head keeps its own, unrotated copy)     |
 | pre-norms (input, pre-feedforward, final) | unit weight, output · Rᵀ, then · (1 + w): the next layers see what they saw |
-| post-norms (attention, MLP output) | output · R                                                           |
+| post-norms (attention, MLP output)        | output · R                                               |
 
-Each · R or · Rᵀ is k rank-1 updates y ← y − 2(y·v)v, 3 small ops each, outside the norm composite.
+Each · R or · Rᵀ is k rank-1 updates y ← y − 2(y·v)v, a few small ops each, outside the norm composite.
 
-Choose it (`--rotate K`, K the number of channels; the bundled 270M has one massive channel, 163) for every quantized
-variant of a model with massive activations: it narrows the residual stream (the adds and the norms' inputs) 100,000 → ~8,000. The transformers model stays usable (its post-norms are wrapped), so parity is testable in PyTorch.
+Choose it (`--rotate K`, K the number of channels; the bundled 270M has one massive channel, 163) for the quantized
+variants of a model with massive activations: the stream (the adds and the norms' inputs) narrows 100,000 → ~8,000;
+270M int16_w8 KL 0.039 → 0.022, top-1 90.0 → 92.6 %. `--rotate 0` keeps the graph as it was (~450 fewer ops per
+signature). The transformers model stays usable (its norms are wrapped), so parity is testable in PyTorch.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class Reflections(nn.Module):
 
     y·v_i is a fully-connected op over every channel but the large one (its weights are all ±1/√d times one factor,
     which int8 holds exactly) plus that channel alone. As one dot product it lowers to an elementwise MUL and a SUM,
-    whose int16 product tensor is scaled to the large entry and rounds the other 639 terms away (270M: SNR 16 dB,
-    int16_w8 KL 0.19)."""
+    whose int16 product tensor is scaled to the large entry and rounds the other 639 terms away (270M, a first build:
+    per-tensor SNR 16 dB)."""
 
     def __init__(self, vs: torch.Tensor, channels: list[int]) -> None:
         super().__init__()
