@@ -50,7 +50,8 @@ def after_norm(hf_norm: nn.Module) -> nn.Module:
 
     It is a sibling of the norm's module, not a child: tensor names under `CompositeRMSNorm` match the recipes' norm
     entries, which keep the composite's insides float (an int16_w8 main had 640 float ops that way)."""
-    return getattr(hf_norm, "after", None) or nn.Identity()
+    after = getattr(hf_norm, "after", None)
+    return nn.Identity() if after is None else after  # not `or`: a module's truth is its length (Sequential)
 
 
 class NpuAttention(nn.Module):
