@@ -14,6 +14,7 @@ from pathlib import Path
 
 from quantlab.errors import UserError
 from quantlab.quantize.embedder import EMBEDDERS
+from quantlab.quantize.recipes import ROUNDINGS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
 
@@ -96,7 +97,7 @@ def _calibrate(a: argparse.Namespace) -> int:
 
     plan = _config(CapturePlan, windows=a.samples, window_len=a.window_len, decode_stride=a.decode_stride)
     texts = load_texts([Path(t) for t in a.text]) if a.text else default_calibration_texts()
-    meta = calibrate(Path(a.dir), texts, plan, ranges=a.ranges, capture=a.capture)
+    meta = calibrate(Path(a.dir), texts, plan, ranges=a.ranges, capture=a.capture, hessians=a.hessians)
     s = meta["samples"]
     print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
           + ", ".join(f"{n} {k} samples" for k, n in s.items())
@@ -109,11 +110,11 @@ def _quantize(a: argparse.Namespace) -> int:
 
     for scheme in a.scheme:
         try:
-            rec = quantize(Path(a.dir), scheme, overwrite=a.overwrite, embedder=a.embedder)
+            rec = quantize(Path(a.dir), scheme, overwrite=a.overwrite, embedder=a.embedder, rounding=a.rounding)
         except ValueError as exc:
             raise UserError(str(exc)) from None
         print(f"{scheme}: {rec['path']}  {rec['bytes'] / 1e6:.1f} MB, I/O {rec['io_dtype']['embeddings']}, "
-              f"{rec['quantize_seconds']:.0f} s; ships with {rec['embedder']}")
+              f"{rec['quantize_seconds']:.0f} s, weights {rec['weight_rounding']}; ships with {rec['embedder']}")
     return 0
 
 
@@ -308,6 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how samples' ranges merge: true min/max (default) or ai-edge-quantizer's moving average")
     c.add_argument("--capture", choices=("profiler", "all_tensors"), default="profiler",
                    help="profiler (default, low memory) or all_tensors (ai-edge-quantizer's default); same ranges")
+    c.add_argument("--hessians", action="store_true",
+                   help="also save the FC-input statistics `quantize --rounding gptq` needs (DIR/hessians.npz; 270M: "
+                        "440 MB, calibration 190 -> 850 s)")
     c.set_defaults(func=_calibrate)
 
     q = sub.add_parser("quantize", help="PTQ of main: int8 (A8W8), int16_w8 (A16W8), dynamic_int8 (CPU) or a recipe .json")
@@ -319,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--embedder", choices=list(EMBEDDERS), default="int8",
                    help="the embedder the main ships with: int8 table, per-row scales (default; 270M: 174 vs 671 MB, "
                         "KL +0.002) or fp32 (to measure the main's own error alone)")
+    q.add_argument("--rounding", choices=list(ROUNDINGS), default="nearest",
+                   help="int8 weight rounding: nearest (default) or gptq (ai-edge-quantizer's GPTQ with the Hessians "
+                        "of `calibrate --hessians`; 270M int16_w8: top-1 91.4 -> 93.2 %%, KL 0.022 -> 0.023)")
     q.add_argument("--overwrite", action="store_true")
     q.set_defaults(func=_quantize)
 

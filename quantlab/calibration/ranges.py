@@ -24,6 +24,7 @@ import numpy as np
 from quantlab import layout, manifest
 from quantlab.atomic import write_text
 from quantlab.calibration.capture import CapturePlan, capture_window, token_windows
+from quantlab.calibration.hessians import HESSIAN_FILE, MAX_DIM, HessianAccumulator
 from quantlab.errors import UserError
 from quantlab.procmon import peak_rss_mb
 from quantlab.runtime.aeq_interpreters import interpreters_from_file
@@ -48,8 +49,9 @@ def _update_func(name: str):
 
 
 def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(), quiet: bool = False,
-              ranges: str = "min_max", capture: str = "profiler") -> dict:
-    """Calibrate `folder`'s FP32 main on `texts`; writes calibration.json and returns its metadata."""
+              ranges: str = "min_max", capture: str = "profiler", hessians: bool = False) -> dict:
+    """Calibrate `folder`'s FP32 main on `texts`; writes calibration.json (and, with `hessians`, hessians.npz for GPTQ
+    weight rounding, see quantlab/calibration/hessians.py) and returns its metadata."""
     import gc
 
     from ai_edge_quantizer import calibrator, recipe_manager
@@ -75,6 +77,8 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     info, prefill_sig, fp32_sha = arts.model_info, arts.prefill_sig, arts.data["artifacts"]["fp32"]["sha256"]
     table = embedding_table_range(arts)
     qsvs = None
+    acc = HessianAccumulator(main_path) if hessians else None
+    (folder / HESSIAN_FILE).unlink(missing_ok=True)  # never leave one from other ranges beside these
     counts = {prefill_sig: 0, layout.DECODE: 0}
     for w in steps(wins, desc="calibrating (windows)", quiet=quiet):
         data: dict[str, list] = {prefill_sig: [], layout.DECODE: []}
@@ -96,7 +100,14 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
             calib.load_model_qsvs(qsvs)
         calib.calibrate(data, recipes)
         qsvs = calib.get_model_qsvs()
-        del calib, data
+        del calib
+        gc.collect()
+        if acc is not None:
+            for sig, feed in data.items():
+                for f in feed:
+                    acc.add(sig, f)
+            acc.release()
+        del data
         gc.collect()
     align_shared_ranges(qsvs, main_path, info["num_layers"], table)
     meta = {
@@ -112,6 +123,10 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         "decode_stride": plan.decode_stride,
         "embedding_range": [round(table[0], 4), round(table[1], 4)],
     }
+    if acc is not None:
+        meta["hessians"] = {"weight_groups": sum(g.measured for g in acc.groups.values()), "max_dim": MAX_DIM}
+        acc.save(folder / HESSIAN_FILE)
+    meta["seconds"], meta["peak_rss_mb"] = round(time.perf_counter() - t0, 1), round(peak_rss_mb(), 1)
     save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
     return meta
 

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 from quantlab import layout, manifest
 from quantlab.atomic import atomic_path, check_writable
 from quantlab.analyze.groups import int8_fc_share
+from quantlab.calibration.hessians import HESSIAN_FILE, attach_hessians
 from quantlab.calibration.ranges import load_ranges
 from quantlab.procmon import peak_rss_mb
 from quantlab.quantize.embedder import ensure_embedder
-from quantlab.quantize.recipes import load_recipe, variant_name
+from quantlab.quantize.recipes import load_recipe, variant_name, with_rounding
 from quantlab.runtime.aeq_interpreters import interpreters_from_file
 from quantlab.runtime.litert_model import LiteRTModel
 
 
-def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = False, embedder: str = "int8") -> dict:
+def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = False, embedder: str = "int8",
+             rounding: str = "nearest") -> dict:
     """Write `<name>_main_<variant>.tflite` and record it in the manifest, paired with the `embedder` it ships with
-    (`int8` or `fp32`, see quantlab/quantize/embedder.py; the int8 one is made here if the folder lacks it); returns
-    the main's record."""
+    (`int8` or `fp32`, see quantlab/quantize/embedder.py; the int8 one is made here if the folder lacks it), its
+    weights rounded by `rounding` (see quantlab/quantize/recipes); returns the main's record."""
     folder = Path(folder)
     data = manifest.load(folder)
     variant = variant_name(scheme)
@@ -29,6 +32,7 @@ def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = F
     out = folder / f"{data['model']['name']}_main_{variant}.tflite"
     check_writable(out, overwrite)
     qsvs, calib_meta = load_ranges(folder)
+    recipe, rounded = rounding_setup(folder, recipe, qsvs, rounding)
     emb_key = ensure_embedder(folder, embedder)["key"]
     t0 = time.perf_counter()
     quantize_to(folder / data["artifacts"]["fp32"]["path"], recipe, qsvs, out, quiet)
@@ -37,12 +41,27 @@ def quantize(folder: Path, scheme: str, overwrite: bool = False, quiet: bool = F
     record = manifest.artifact_record(
         out, role="main", scheme=scheme if variant == scheme else f"recipe {Path(scheme).name}",
         recipe=recipe, io_dtype=io, int8_fc_share=round(int8_fc_share(out), 4), quantize_seconds=round(seconds, 1), quantize_peak_rss_mb=round(peak_rss_mb(), 1),
-        calibration=calib_meta, embedder=emb_key,
+        calibration=calib_meta, embedder=emb_key, weight_rounding=rounded,
     )
     data = manifest.load(folder)  # re-read: another stage may have written meanwhile
     data["artifacts"][variant] = record
     manifest.save(folder, data)
     return record
+
+
+def rounding_setup(folder: Path, recipe: list[dict], qsvs: dict, rounding: str) -> tuple[list[dict], str]:
+    """The recipe and ranges (Hessians attached, in place) for `rounding`, and what was applied: `gptq (N weight groups ...)`,
+    or `nearest` (asked for, or calibration saved no Hessians: a line says so)."""
+    rounded = with_rounding(recipe, rounding)
+    if rounding == "nearest":
+        return rounded, "nearest"
+    n = attach_hessians(qsvs, folder / HESSIAN_FILE)
+    if not n:
+        # Not the GPTQ entries: without Hessians ai-edge-quantizer's GPTQ writes float weights into int8 tensors.
+        print(f"note: {folder} has no {HESSIAN_FILE}; weights rounded to nearest (for GPTQ run "
+              f"`quantlab calibrate {folder} --hessians` first)", file=sys.stderr)
+        return with_rounding(recipe, "nearest"), "nearest"
+    return rounded, f"gptq ({n} weight groups with measured Hessians)"
 
 
 def quantize_to(fp32: Path, recipe: list[dict], qsvs: dict, out: Path, quiet: bool = True) -> None:
