@@ -5,36 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quantlab.calibration.hessians import HESSIAN_FILE, attach_hessians, fc_inputs
+from quantlab.calibration.hessians import HESSIAN_FILE, attach_hessians, fc_inputs, fc_weights, weighted_errors
 from quantlab.calibration.ranges import load_ranges
 from quantlab.quantize.quantizer import quantize_to, rounding_setup
 from quantlab.quantize.recipes import load_recipe, with_rounding
 from quantlab.runtime.session import ArtifactSet
-
-
-def _fc_weights(path):
-    """Per signature, the FC ops in graph order: (input tensor index, weight as float (dequantized if int8))."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model(str(path))
-    out = {}
-    for sd in model.signatureDefs:
-        sg = model.subgraphs[sd.subgraphIndex]
-        rows = []
-        for op in sg.operators:
-            if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) != "FULLY_CONNECTED":
-                continue
-            w = sg.tensors[op.inputs[1]]
-            raw = np.asarray(model.buffers[w.buffer].data)
-            if w.type == 9:  # INT8: one byte per element, else the file is corrupt
-                assert raw.size == np.prod(w.shape), f"int8 weight {w.name} holds {raw.size} bytes"
-                scale = np.asarray(w.quantization.scale).reshape(-1, 1)
-                arr = raw.view(np.int8).reshape(w.shape).astype(np.float64) * scale
-            else:
-                arr = raw.view(np.float32).reshape(w.shape).astype(np.float64)
-            rows.append((int(op.inputs[0]), arr))
-        out[sd.signatureKey.decode()] = (sd.subgraphIndex, rows)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -68,26 +43,17 @@ def test_gptq_lowers_the_hessian_weighted_error(rounded):
     every measured FC, tr(ΔW H ΔWᵀ) (H = mean xᵀx) must drop by more than 10 % (tiny random model, measured ~40 %).
     Unmeasured FCs (single-row rotation ops) get the identity and must round exactly as nearest does."""
     folder, fp32, paths = rounded
-    groups = fc_inputs(fp32)
-    where = {(sg, t): g for g in groups.values() for _, sg, t, _ in g.reads}
-    with np.load(folder / HESSIAN_FILE) as data:
-        h = {k: data[k].astype(np.float64) for k in data.files if k != "index"}
-    ref, q = _fc_weights(fp32), {r: _fc_weights(p) for r, p in paths.items()}
-    err = {"gptq": 0.0, "nearest": 0.0}
-    identity_fcs = 0
-    for sig, (sg, rows) in ref.items():
-        for i, (x, w) in enumerate(rows):
-            g = where[(sg, x)]
-            wg, wn = q["gptq"][sig][1][i][1], q["nearest"][sig][1][i][1]
-            if not g.measured:
-                identity_fcs += 1
-                np.testing.assert_array_equal(wg, wn)
-                continue
-            for r, wq in (("gptq", wg), ("nearest", wn)):
-                d = wq - w
-                err[r] += float(np.einsum("ij,jk,ik->", d, h[g.key], d))
-    assert identity_fcs > 0, "the tiny export has rotation FCs; they must be checked"
+    err = {r: sum(e for e, _ in weighted_errors(fp32, p, folder / HESSIAN_FILE).values()) for r, p in paths.items()}
     assert err["gptq"] < 0.9 * err["nearest"], err
+    where = {(sg, t): g for g in fc_inputs(fp32).values() for _, sg, t, _ in g.reads}
+    gptq, nearest = fc_weights(paths["gptq"]), fc_weights(paths["nearest"])
+    identity_fcs = 0
+    for sig, (sg, rows) in gptq.items():
+        for i, (x, w) in enumerate(rows):
+            if not where[(sg, x)].measured:
+                identity_fcs += 1
+                np.testing.assert_array_equal(w, nearest[sig][1][i][1])
+    assert identity_fcs > 0, "the tiny export has rotation FCs; they must be checked"
 
 
 def test_gptq_keeps_size_and_first_chunk_accuracy(rounded):

@@ -150,3 +150,49 @@ def attach_hessians(qsvs: dict, path: Path) -> int:
                 if name in qsvs:
                     qsvs[name] = {**qsvs[name], "hessian": h, "num_samples": max(entry["rows"], 1)}
         return sum(1 for k in index if k in data.files)
+
+
+def fc_weights(path: Path) -> dict[str, tuple[int, list[tuple[int, np.ndarray]]]]:
+    """Per signature (subgraph index, FC ops in graph order as (input tensor index, weight as float64, dequantized if
+    int8)): to compare a quantized main's weights with the FP32 main's (tests, bench/weight_rounding_bench.py)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    out = {}
+    for sd in model.signatureDefs:
+        sg = model.subgraphs[sd.subgraphIndex]
+        rows = []
+        for op in sg.operators:
+            if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) != "FULLY_CONNECTED":
+                continue
+            w = sg.tensors[op.inputs[1]]
+            raw = np.asarray(model.buffers[w.buffer].data)
+            if w.type == 9:  # INT8: one byte per element, else the file is corrupt
+                if raw.size != np.prod(w.shape):
+                    raise ValueError(f"int8 weight {w.name.decode()} of {path} holds {raw.size} bytes")
+                scale = np.asarray(w.quantization.scale).reshape(-1, 1)
+                arr = raw.view(np.int8).reshape(w.shape).astype(np.float64) * scale
+            else:
+                arr = raw.view(np.float32).reshape(w.shape).astype(np.float64)
+            rows.append((int(op.inputs[0]), arr))
+        out[sd.signatureKey.decode()] = (sd.subgraphIndex, rows)
+    return out
+
+
+def weighted_errors(fp32: Path, quantized: Path, hessians: Path) -> dict[str, tuple[float, int]]:
+    """tr(ΔW H ΔWᵀ) of `quantized`'s int8 weights against `fp32`'s, summed per weight shape over every measured FC
+    (H from `hessians`): how far W·x moves on the inputs calibration saw. {shape: (error, FC count)}."""
+    groups = fc_inputs(fp32)
+    where = {(sg, t): g for g in groups.values() for _, sg, t, _ in g.reads}
+    ref, got = fc_weights(fp32), fc_weights(quantized)
+    out: dict[str, tuple[float, int]] = {}
+    with np.load(hessians) as data:
+        for sig, (sg, rows) in ref.items():
+            for i, (x, w) in enumerate(rows):
+                g = where[(sg, x)]
+                if not g.measured:
+                    continue
+                d = got[sig][1][i][1] - w
+                e, n = out.get(str(w.shape), (0.0, 0))
+                out[str(w.shape)] = (e + float(np.einsum("ij,jk,ik->", d, data[g.key].astype(np.float64), d)), n + 1)
+    return out
