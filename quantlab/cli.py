@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf")
     r.add_argument("--out", default="out", help="artifact folder (default ./out); re-running resumes it")
     r.add_argument("--schemes", action="append", default=None,
-                   help="comma-separated: int8 (A8W8, fastest on NPU; 270M: unusable), int16_w8 (A16W8; 270M: +3.1%% ppl, KL 0.022), "
+                   help="comma-separated: int8 (A8W8, fastest on NPU; 270M: unusable), int16_w8 (A16W8; 270M: +2.2%% ppl, KL 0.022), "
                         "dynamic_int8 (for the CPU: int8 weights, float activations) or recipe .json files; "
                         "default int8,int16_w8")
     r.add_argument("--soc", action="append", default=None, help="SoC to compile for (repeatable; default SM8750)")
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("dir")
     q.add_argument("--scheme", nargs="+", default=["int16_w8"],
                    help="int8: int8 act (asym) + int8 weights (270M: unusable); int16_w8: int16 act (sym) + int8 "
-                        "weights (270M: +3.1%% ppl, KL 0.022, 276 MB); dynamic_int8: float act quantized per call + int8 weights "
+                        "weights (270M: +2.2%% ppl, KL 0.022, 276 MB); dynamic_int8: float act quantized per call + int8 weights "
                         "(for the CPU, litert-torch's dynamic_int8); or a recipe .json (e.g. DIR/recipes/<chosen>.json)")
     q.add_argument("--embedder", choices=list(EMBEDDERS), default="int8",
                    help="the embedder the main ships with: int8 table, per-row scales (default; 270M: 174 vs 671 MB, "
