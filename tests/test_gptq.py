@@ -7,6 +7,7 @@ import pytest
 
 from quantlab.calibration.hessians import HESSIAN_FILE, attach_hessians, fc_inputs, fc_weights, weighted_errors
 from quantlab.calibration.ranges import load_ranges
+from quantlab.errors import UserError
 from quantlab.quantize.quantizer import quantize_to, rounding_setup
 from quantlab.quantize.recipes import load_recipe, with_rounding
 from quantlab.runtime.session import ArtifactSet
@@ -86,6 +87,9 @@ def test_without_hessians_quantize_rounds_to_nearest(tmp_path, capsys):
     assert applied == "nearest" and out == recipe
     assert HESSIAN_FILE in capsys.readouterr().err
     assert attach_hessians({}, tmp_path / HESSIAN_FILE) == 0
+    (tmp_path / HESSIAN_FILE).write_bytes(b"not a zip")
+    with pytest.raises(UserError, match="--hessians"):
+        attach_hessians({}, tmp_path / HESSIAN_FILE)
 
 
 def test_gptq_entries_follow_the_entries_they_copy():

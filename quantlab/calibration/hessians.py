@@ -20,12 +20,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from quantlab.atomic import atomic_path
+from quantlab.errors import UserError
 
 HESSIAN_FILE = "hessians.npz"
 MAX_DIM = 4096
@@ -137,19 +139,22 @@ def attach_hessians(qsvs: dict, path: Path) -> int:
     Groups calibration did not measure get the identity, with which GPTQ is exactly nearest rounding."""
     if not path.is_file():
         return 0
-    with np.load(path) as data:
-        index = json.loads(bytes(data["index"]).decode())
-        eye: dict[int, np.ndarray] = {}
-        for k, entry in index.items():
-            if k in data.files:
-                h = data[k].astype(np.float64)
-            else:
-                h = eye.get(entry["dim"])
-                h = eye.setdefault(entry["dim"], np.eye(entry["dim"])) if h is None else h
-            for name in entry["names"]:
-                if name in qsvs:
-                    qsvs[name] = {**qsvs[name], "hessian": h, "num_samples": max(entry["rows"], 1)}
-        return sum(1 for k in index if k in data.files)
+    try:
+        with np.load(path) as data:
+            index = json.loads(bytes(data["index"]).decode())
+            measured = {k: data[k].astype(np.float64) for k in index if k in data.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # numpy's and zipfile's errors on a bad file
+        raise UserError(f"{path} is not a readable Hessian file ({type(exc).__name__}); re-run "
+                        f"`quantlab calibrate {path.parent} --hessians`") from None
+    eye: dict[int, np.ndarray] = {}
+    for k, entry in index.items():
+        h = measured.get(k)
+        if h is None:
+            h = eye.setdefault(entry["dim"], np.eye(entry["dim"]))
+        for name in entry["names"]:
+            if name in qsvs:
+                qsvs[name] = {**qsvs[name], "hessian": h, "num_samples": max(entry["rows"], 1)}
+    return len(measured)
 
 
 def fc_weights(path: Path) -> dict[str, tuple[int, list[tuple[int, np.ndarray]]]]:
