@@ -112,3 +112,16 @@ def test_cli_quantize_with_gptq_records_it(rounded):
     assert manifest.load(folder)["artifacts"]["int16_w8"]["weight_rounding"].startswith("gptq (")
     assert cli.main(["quantize", str(folder), "--scheme", "int16_w8", "--overwrite"]) == 0
     assert manifest.load(folder)["artifacts"]["int16_w8"]["weight_rounding"] == "nearest"
+
+
+def test_each_weight_has_one_hessian_group(rounded):
+    """A weight buffer is shared by prefill and decode; its FCs' inputs must land in one group (one H), else the two
+    signatures would round the same buffer with different Hessians."""
+    _, fp32, _ = rounded
+    groups = fc_inputs(fp32)
+    seen: dict[str, str] = {}
+    for key, g in groups.items():
+        for b in key.split("+"):
+            assert b not in seen, f"buffer {b} in groups {seen[b]} and {key}"
+            seen[b] = key
+    assert any(len({sig for sig, *_ in g.reads}) == 2 for g in groups.values() if g.measured)

@@ -74,11 +74,34 @@ def fc_inputs(main_path: Path, max_dim: int = MAX_DIM) -> dict[str, FcInput]:
                 t = int(producer[t].inputs[0])
                 names.append(sg.tensors[t].name.decode())
             chains[(sg_index, x)] = tuple(names)
+    # Inputs that feed a common weight (the same activation in prefill and decode, or q/k/v) share one H: join them
+    # into components, so every weight buffer is GPTQ-rounded with one H from both signatures.
+    parent = {n: n for n in feeds}
+
+    def root(n):
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    owner: dict[int, tuple[int, int]] = {}
+    for n, (buffers, _, _) in feeds.items():
+        for b in buffers:
+            if b in owner:
+                parent[root(n)] = root(owner[b])
+            else:
+                owner[b] = n
+    members: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for n in feeds:
+        members.setdefault(root(n), []).append(n)
     groups: dict[str, FcInput] = {}
-    for (sg_index, t), (buffers, dim, rows) in feeds.items():
-        key = "+".join(f"b{b}" for b in sorted(buffers))
-        group = groups.setdefault(key, FcInput(key, dim, rows >= 2 and dim <= max_dim))
-        group.reads.append((sigs[sg_index], sg_index, t, chains[(sg_index, t)]))
+    for nodes in members.values():
+        buffers = sorted(set().union(*(feeds[n][0] for n in nodes)))
+        dim, rows = feeds[nodes[0]][1], max(feeds[n][2] for n in nodes)
+        key = "+".join(f"b{b}" for b in buffers)
+        group = groups[key] = FcInput(key, dim, rows >= 2 and dim <= max_dim)
+        for sg_index, t in nodes:
+            group.reads.append((sigs[sg_index], sg_index, t, chains[(sg_index, t)]))
     return groups
 
 
