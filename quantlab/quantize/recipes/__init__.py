@@ -37,7 +37,7 @@ SCHEMES = ("int8", "int16_w8", "dynamic_int8")
 #   saved (quantlab/calibration/hessians.py); same scales, same graph, same size. Measured on the real 270M (rotated,
 #   1,279 held-out tokens vs FP32): it halves every FC's Hessian-weighted weight error, and with float activations
 #   cuts the weights' KL (0.0048 -> 0.0031, PyTorch, bench/weight_rounding_bench.py); with int16 activations KL does
-#   not drop (int16_w8 0.0224 -> 0.0235, ppl +2.2 -> +3.1 %) while top-1 rises (91.4 -> 93.2 %); a16_a8-lm_head
+#   not drop (int16_w8 0.0224 -> 0.0235, ppl +2.2 -> +3.1 %) while top-1 rises (91.4 -> 93.5 %); a16_a8-lm_head
 #   0.0375 -> 0.0398, top-1 88.6 -> 89.3 %. Choose it when top-1 agreement matters more than KL (+~1 min/quantize).
 ROUNDINGS = ("nearest", "gptq")
 # What the lab builds unless told otherwise.
