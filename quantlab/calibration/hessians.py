@@ -183,6 +183,7 @@ def attach_hessians(qsvs: dict, path: Path) -> int:
 def fc_weights(path: Path) -> dict[str, tuple[int, list[tuple[int, np.ndarray]]]]:
     """Per signature (subgraph index, FC ops in graph order as (input tensor index, weight as float64, dequantized if
     int8)): to compare a quantized main's weights with the FP32 main's (tests, bench/weight_rounding_bench.py)."""
+    from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(path))
@@ -195,7 +196,7 @@ def fc_weights(path: Path) -> dict[str, tuple[int, list[tuple[int, np.ndarray]]]
                 continue
             w = sg.tensors[op.inputs[1]]
             raw = np.asarray(model.buffers[w.buffer].data)
-            if w.type == 9:  # INT8: one byte per element, else the file is corrupt
+            if w.type == schema.TensorType.INT8:  # one byte per element, else the file is corrupt
                 if raw.size != np.prod(w.shape):
                     raise ValueError(f"int8 weight {w.name.decode()} of {path} holds {raw.size} bytes")
                 scale = np.asarray(w.quantization.scale).reshape(-1, 1)

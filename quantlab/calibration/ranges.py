@@ -110,6 +110,8 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
         del data
         gc.collect()
     align_shared_ranges(qsvs, main_path, info["num_layers"], table)
+    if acc is not None:
+        acc.save(folder / HESSIAN_FILE)
     meta = {
         "main_sha256": fp32_sha,
         "windows": len(wins),
@@ -125,8 +127,6 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     }
     if acc is not None:
         meta["hessians"] = {"weight_groups": sum(g.measured for g in acc.groups.values()), "max_dim": MAX_DIM}
-        acc.save(folder / HESSIAN_FILE)
-    meta["seconds"], meta["peak_rss_mb"] = round(time.perf_counter() - t0, 1), round(peak_rss_mb(), 1)
     save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
     return meta
 
