@@ -16,6 +16,10 @@ from quantlab.errors import UserError
 from quantlab.quantize.embedder import EMBEDDERS
 from quantlab.quantize.recipes import ROUNDINGS
 
+HADAMARD_HELP = ("block-Hadamard rotations folded around the fully-connected layers (same function), for int8 "
+                 "activations on them: 270M a16_a8 on 90.7%% of the weights +18.1%% -> +4.9%% ppl; int16_w8 KL "
+                 "0.022 -> 0.021")
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
 
 
@@ -24,7 +28,7 @@ def _export(a: argparse.Namespace) -> int:
     from quantlab.models import load_model
 
     config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len, smooth_alpha=a.smooth,
-                     rotate=a.rotate)
+                     rotate=a.rotate, hadamard=a.hadamard)
     loaded = load_model(a.model)
     data = export_model(loaded, Path(a.out), config, overwrite=a.overwrite)
     for key, art in data["artifacts"].items():
@@ -205,7 +209,7 @@ def _run(a: argparse.Namespace) -> int:
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
         analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth, per_op=not a.no_per_op,
-        embedder=a.embedder, rotate=a.rotate,
+        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard,
     )
     res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
@@ -263,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rotate", type=int, default=1, metavar="K",
                    help="spread the K largest residual channels by a rotation before export (same function; default "
                         "1: the 270M's one massive channel; 0: none)")
+    r.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
     r.set_defaults(func=_run)
 
@@ -281,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--rotate", type=int, default=1, metavar="K",
                    help="spread the K largest residual channels by a rotation before export (same function; default "
                         "1: the 270M's one massive channel; 0: none)")
+    e.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
     e.add_argument("--overwrite", action="store_true", help="replace existing artifacts")
     e.set_defaults(func=_export)
 

@@ -75,12 +75,16 @@ class ExportConfig:
     rotate: how many massive residual channels to spread with a rotation of the residual stream before export (same
       function; see quantlab/export/rotate.py). 0: none. Gemma3-270M has one (channel 163, ~100,000 against ~1,000 for
       the next); 1 narrows its residual stream 100,000 → 8,000, which every quantized variant must hold.
+    hadamard: block-Hadamard rotations folded around the fully-connected layers (same function; see
+      quantlab/export/hadamard.py). Choose it for int8 activations on the fully-connected layers (a16_a8 recipes);
+      int16 variants do not need it.
     """
 
     prefill_len: int = 128
     cache_len: int = 1280
     smooth_alpha: float = 0.0
     rotate: int = 1
+    hadamard: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.prefill_len <= 4096:

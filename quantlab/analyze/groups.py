@@ -22,6 +22,7 @@ from quantlab.check.graph import read_ops
 
 NORM = r".*(CompositeRMSNorm|odml\.rms_norm).*"
 FC = "FULLY_CONNECTED"
+HADAMARD = r"BlockHadamard"
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ def build_recipe(base: int | None, overrides: dict[str, int | None]) -> list[dic
             recipe.append(_entry(NORM, "*", None))
         default = (16 if base is not None else None) if g.name == "norms" else base
         recipe += [_entry(rx, op, overrides.get(g.name, default)) for rx, op in g.entries]
+    # --hadamard's rotations sit inside the attention and next to the norms; they stay at the base width whatever
+    # group around them goes to int8 (int8 there would round the very tensor they exist to protect).
+    recipe.append(_entry(HADAMARD, FC, base))
     return copy.deepcopy(recipe)
 
 

@@ -13,6 +13,7 @@ from quantlab import manifest
 from quantlab.atomic import atomic_path, check_writable
 from quantlab import layout
 from quantlab.export.npu_main import Embedder, NpuGemma3Main, sample_main_inputs
+from quantlab.export.hadamard import BLOCK, hadamard_fcs, unhadamard
 from quantlab.export.rotate import unrotate
 from quantlab.models.loaded import LoadedModel
 from quantlab.progress import Stage
@@ -128,7 +129,7 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
 
     With `config.smooth_alpha` > 0 the PyTorch model is first smoothed in place (on `smooth_texts`, default the
     calibration texts); the model is then no longer the one loaded, so reload it for any other use. The rotation
-    (`config.rotate`) is measured on the same texts and undone after the export."""
+    (`config.rotate`) is measured on the same texts and undone after the export, as are `config.hadamard`'s."""
     out = Path(out)
     emb_path, main_fp32 = embedder_path(out, loaded.name), main_path(out, loaded.name)
     for p in (emb_path, main_fp32, out / manifest.MANIFEST):
@@ -146,7 +147,12 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
             with Stage("rotate (residual stream)", timings):
                 rotation = _rotate(loaded, config, smooth_texts)
         try:
-            _export_both(loaded, config, emb_path, main_fp32, timings)
+            undo = hadamard_fcs(loaded.model) if config.hadamard else None
+            try:
+                _export_both(loaded, config, emb_path, main_fp32, timings)
+            finally:
+                if undo is not None:
+                    unhadamard(undo)
         finally:
             if rotation:
                 unrotate(loaded.model, rotation)
@@ -160,6 +166,7 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
         "signatures": sigs,
         "smoothing": smoothing,
         "rotation": rotation,
+        "hadamard": {"block": BLOCK} if config.hadamard else None,
         "artifacts": {
             "embedder_fp32": manifest.artifact_record(emb_path, role="embedder", scheme="fp32", io_dtype="float32"),
             "fp32": manifest.artifact_record(main_fp32, role="main", scheme="fp32", io_dtype="float32"),

@@ -46,7 +46,7 @@ class CompositeRMSNorm(nn.Module):
 
 
 def after_norm(hf_norm: nn.Module) -> nn.Module:
-    """What a norm of a rotated residual stream does after the norm itself (quantlab/export/rotate.py), else nothing.
+    """What a norm of a rotated stream does after the norm itself (quantlab/export/rotate.py, hadamard.py), else nothing.
 
     It is a sibling of the norm's module, not a child: tensor names under `CompositeRMSNorm` match the recipes' norm
     entries, which keep the composite's insides float (an int16_w8 main had 640 float ops that way)."""
@@ -66,6 +66,7 @@ class NpuAttention(nn.Module):
             hf_attn.o_proj,
         )
         self.q_norm, self.k_norm = CompositeRMSNorm(hf_attn.q_norm), CompositeRMSNorm(hf_attn.k_norm)
+        self.q_after, self.k_after = after_norm(hf_attn.q_norm), after_norm(hf_attn.k_norm)  # --hadamard's
         self.heads = config.num_attention_heads
         self.kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
@@ -76,8 +77,8 @@ class NpuAttention(nn.Module):
         t = x.shape[1]
         h, kv, d = self.heads, self.kv_heads, self.head_dim
         rep = h // kv
-        q = self.q_norm(self.q_proj(x).view(1, t, h, d)).transpose(1, 2)
-        k = self.k_norm(self.k_proj(x).view(1, t, kv, d)).transpose(1, 2)
+        q = self.q_after(self.q_norm(self.q_proj(x).view(1, t, h, d))).transpose(1, 2)
+        k = self.k_after(self.k_norm(self.k_proj(x).view(1, t, kv, d))).transpose(1, 2)
         v = self.v_proj(x).view(1, t, kv, d).transpose(1, 2)
         q = _rope(q, cos, sin)
         k = _rope(k, cos, sin)

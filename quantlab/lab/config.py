@@ -22,6 +22,7 @@ class RunConfig:
     recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
     analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
     rotate: massive residual channels spread by a rotation before export (default 1; 0: none; see ExportConfig).
+    hadamard: block-Hadamard rotations around the fully-connected layers (for int8 activations on them; ExportConfig).
     embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the
     270M) or `fp32` (see quantlab/quantize/embedder.py).
     per_op: per-tensor SNR of each quantized variant in the evaluate stage; it keeps every tensor of the FP32 and the
@@ -46,6 +47,7 @@ class RunConfig:
     analyze_tokens: int = 256
     smooth_alpha: float = 0.0
     rotate: int = 1
+    hadamard: bool = False
     per_op: bool = True
     embedder: str = "int8"
     extra: dict = field(default_factory=dict)
@@ -83,7 +85,7 @@ class RunConfig:
         from quantlab.layout import ExportConfig
 
         return ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len, smooth_alpha=self.smooth_alpha,
-                            rotate=self.rotate)
+                            rotate=self.rotate, hadamard=self.hadamard)
 
 
 def text_digest(paths: tuple[Path, ...]) -> str:
