@@ -21,7 +21,8 @@ then the gain gives what the norm gave. The down projection's input (gelu(gate)�
 Choose it (`--hadamard`) for variants with int8 activations on the fully-connected layers (a16_a8 recipes). Bundled
 270M, int8 activations on q/k/v, o, gate/up and the LM head (90.7 % of the weights), 1,279 held-out tokens:
 perplexity +18.1 % → +4.9 %, KL 0.169 → 0.046, top-1 80.1 → 88.7 %, fully compiled for SM8750 (README). int16_w8
-gains less (KL 0.022 → 0.021, top-1 91.4 → 93.4 %, perplexity +2.2 → +2.6 %) for 37 more small FCs per signature.
+gains less (KL 0.022 → 0.021, top-1 91.4 → 93.4 %, perplexity +2.2 → +2.6 %). Cost: 91 small FCs in decode (87 in
+prefill) and their reshapes, 1,416 → 1,743 ops in decode.
 `bench/int8_activation_bench.py` simulates it in PyTorch.
 """
 
