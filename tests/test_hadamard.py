@@ -4,7 +4,7 @@ exactly, and the rotations stay at the base width in every mixed recipe."""
 
 from __future__ import annotations
 
-import copy
+import json
 
 import numpy as np
 import torch
@@ -102,8 +102,6 @@ def test_export_with_hadamard_matches_torch_and_keeps_rotations_int16(tiny_model
 
     calibrate(tmp_path, [english_text], CapturePlan(windows=1), quiet=True)
     recipe = tmp_path / "a16_a8.json"
-    import json
-
     recipe.write_text(json.dumps(build_recipe(16, {"attn_qkv": 8, "attn_o": 8, "mlp_in": 8, "lm_head": 8})))
     path = tmp_path / quantize(tmp_path, str(recipe), quiet=True)["path"]
     fcs = [o for o in read_ops(path) if o.name == "FULLY_CONNECTED" and len(o.inputs) > 1]
