@@ -122,7 +122,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from quantlab import manifest
-    from quantlab.calibration.texts import default_eval_text
+    from quantlab.texts import default_eval_text
     from quantlab.evaluate.speed import measure_speed_isolated
     from quantlab.runtime.session import ArtifactSet
 

@@ -127,7 +127,7 @@ class GoogleScorer:
 
 
 def score_both(lab: Path, google: dict | None, tokens: int) -> dict:
-    from quantlab.calibration.texts import default_eval_text
+    from quantlab.texts import default_eval_text
     from quantlab.evaluate.evaluator import score
     from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer, TorchScorer
     from quantlab.models import load_model

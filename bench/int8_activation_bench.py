@@ -77,7 +77,7 @@ def main() -> int:
     ap.add_argument("--calib-tokens", type=int, default=4096)
     a = ap.parse_args()
 
-    from quantlab.calibration.texts import default_calibration_texts, default_eval_text
+    from quantlab.texts import default_calibration_texts, default_eval_text
     from quantlab.export.hadamard import hadamard_fcs
     from quantlab.export.smooth import activation_maxima, smooth
     from quantlab.models.bundled import load_bundled

@@ -43,7 +43,7 @@ def torch_form(tokens: int, calib_tokens: int) -> None:
     import torch
     import torch.nn.functional as F
 
-    from quantlab.calibration.texts import default_calibration_texts, default_eval_text
+    from quantlab.texts import default_calibration_texts, default_eval_text
     from quantlab.models.bundled import load_bundled
 
     torch.set_grad_enabled(False)

@@ -1,90 +1,83 @@
-"""The `quantlab` command: parse arguments, call the API, turn errors into exit codes.
+"""The `quantlab` command: parse arguments, call the API (quantlab/api.py), print, turn errors into exit codes.
 
-Exit codes: 0 success; 2 bad input (one line saying what is wrong and what is allowed); 1 internal failure, or
-`check` found violations.
+Exit codes: 0 success; 2 bad input (one line saying what is wrong and what is allowed); 1 internal failure, a step
+killed for memory (one line naming it), `check` found violations or a compile failed; 130 interrupted (Ctrl-C), with
+the command that resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
-from quantlab.errors import UserError
-from quantlab.quantize.embedder import EMBEDDERS
-from quantlab.quantize.recipes import ROUNDINGS
+from quantlab import api
+from quantlab.errors import StepKilled, UserError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
 
 HADAMARD_HELP = ("block-Hadamard rotations folded around the fully-connected layers (same function), for int8 "
                  "activations on them: 270M a16_a8 on 90.7%% of the weights +18.1%% -> +4.9%% ppl; int16_w8 KL "
                  "0.022 -> 0.021")
+ROTATE_HELP = ("spread the K largest residual channels by a rotation before export (same function; default 1: the "
+               "270M's one massive channel; 0: none)")
+MODEL_HELP = "gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf"
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
+
+def _schemes(values: list[list[str]] | None) -> list[str]:
+    """`--scheme a b`, `--scheme a,b` and repeated flags all mean the same list."""
+    return [s for group in values or [] for v in group for s in v.split(",") if s]
 
 
 def _export(a: argparse.Namespace) -> int:
-    from quantlab.export import ExportConfig, export_model
-    from quantlab.models import load_model
-
-    config = _config(ExportConfig, prefill_len=a.prefill_len, cache_len=a.cache_len, smooth_alpha=a.smooth,
-                     rotate=a.rotate, hadamard=a.hadamard)
-    loaded = load_model(a.model)
-    data = export_model(loaded, Path(a.out), config, overwrite=a.overwrite)
-    for key, art in data["artifacts"].items():
-        print(f"{key:14s} {art['path']}  {art['bytes'] / 1e6:.1f} MB")
-    print(f"export took {sum(data['timings_s']['export'].values()):.1f} s; wrote {a.out}")
+    data = api.export_model(a.model, a.out, a.prefill_len, a.cache_len, a.rotate, a.hadamard, a.smooth, a.overwrite)
+    for key, art in data.artifacts.items():
+        print(f"{key:14s} {art.path}  {art.bytes / 1e6:.1f} MB")
+    print(f"export took {sum(data.export.seconds.values()):.1f} s; wrote {a.out}")
     return 0
 
 
 def _generate(a: argparse.Namespace) -> int:
-    from quantlab.runtime.sampling import SamplerConfig
-    from quantlab.runtime.session import ArtifactSet, generate
-
-    sampler = _config(SamplerConfig, temperature=a.temperature, top_k=a.top_k, seed=a.seed)
-    if a.max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens must be at least 1, got {a.max_new_tokens}")
-    arts = ArtifactSet(Path(a.dir), a.variant, a.threads)
-    g = generate(arts, a.prompt, a.max_new_tokens, sampler)
+    g = api.generate_text(a.dir, a.prompt, a.variant, a.max_new_tokens, a.temperature, a.top_k, a.seed, a.threads)
     print(a.prompt + g.text)
-    tag = " (random weights)" if arts.model_info["random_weights"] else ""
-    print(
-        f"\n[{arts.model_info['name']}{tag} {a.variant}] {g.prompt_tokens} prompt tokens at {g.prefill_tps:.1f} tok/s, "
-        f"{len(g.tokens)} new tokens, decode {g.decode_tps:.1f} tok/s, stop: {g.stop_reason}",
-        file=sys.stderr,
-    )
+    tag = " (random weights)" if g.random_weights else ""
+    print(f"\n[{g.model}{tag} {a.variant}] {g.prompt_tokens} prompt tokens at {g.prefill_tps:.1f} tok/s, {len(g.tokens)} new tokens, "
+          f"decode {g.decode_tps:.1f} tok/s, stop: {g.stop_reason}", file=sys.stderr)
     return 0
 
 
 def _eval(a: argparse.Namespace) -> int:
-    from quantlab.evaluate.evaluator import evaluate
-    from quantlab.evaluate.windows import read_text
+    from quantlab import manifest
+    from quantlab.texts import read_text
 
+    if a.per_op and a.variant == "fp32":
+        raise UserError("--per-op compares a quantized variant with fp32; pass --variant int8 (or another)")
     text = read_text(Path(a.text))
-    res = evaluate(Path(a.dir), text, a.variant, a.reference, a.max_tokens, a.decode_steps, a.threads)
+    res = api.evaluate_model(a.dir, text, a.variant, a.reference, a.max_tokens, a.decode_steps, a.threads)
     if a.per_op:
         from quantlab.evaluate.tensor_error import tensor_errors
 
-        if a.variant == "fp32":
-            raise UserError("--per-op compares a quantized variant with fp32; pass --variant int8 (or another)")
-        res["per_op"] = tensor_errors(Path(a.dir), a.variant, text)
+        res.per_op = tensor_errors(Path(a.dir), a.variant, text)
     if a.json:
-        print(json.dumps(res, indent=2))
+        print(json.dumps(manifest.to_dict(res), indent=2))
         return 0
-    tag = " (random weights: accuracy means nothing)" if res["random_weights"] else ""
-    print(f"{res['model']} {res['variant']}{tag}: {res['tokens_scored']} tokens in {res['windows']} window(s)")
-    print(f"  perplexity        {res['perplexity']:.4f}")
-    if "kl" in res:
-        print(f"  vs {res['reference']}: KL {res['kl']:.5f}, top-1 agreement {100 * res['top1_agreement']:.2f} %, "
-              f"max |logit diff| {res['max_abs_logit_diff']:.3g}")
-    sp = res["speed"]
+    tag = " (random weights: accuracy means nothing)" if res.random_weights else ""
+    print(f"{res.model} {res.variant}{tag}: {res.tokens_scored} tokens in {res.windows} window(s)")
+    print(f"  perplexity        {res.perplexity:.4f}")
+    if res.kl is not None:
+        print(f"  vs {res.reference}: KL {res.kl:.5f}, top-1 agreement {100 * res.top1_agreement:.2f} %, "
+              f"max |logit diff| {res.max_abs_logit_diff:.3g}")
+    sp = res.speed
     print(f"  prefill {sp['prefill_tokens_per_s']:.1f} tok/s ({sp['prefill_tokens']} tokens), "
           f"decode {sp['decode_tokens_per_s']:.1f} tok/s, threads {sp['threads']}")
-    print(f"  peak RSS {res['peak_rss_mb_runtime']:.0f} MB (runtime), {res['peak_rss_mb']:.0f} MB (with reference)")
-    if "per_op" in res:
-        po = res["per_op"]
-        logits = "" if po["logits_db"] is None else f"; logits {po['logits_db']} dB"  # (prefill returns none)
-        print(f"  per-op SNR vs fp32 on {po['input']}{logits}")
+    print(f"  peak RSS {res.peak_rss_mb_runtime:.0f} MB (runtime), {res.peak_rss_mb:.0f} MB (with reference)")
+    if res.per_op:
+        po = res.per_op
+        print(f"  per-op SNR vs fp32 on {po['input']}")
         fb = po["first_below_20db"]
         if fb:
             print(f"  first op below 20 dB: op {fb['op_index']} {fb['op']} in {fb['module']} "
@@ -95,49 +88,32 @@ def _eval(a: argparse.Namespace) -> int:
 
 
 def _calibrate(a: argparse.Namespace) -> int:
-    from quantlab.calibration.capture import CapturePlan
-    from quantlab.calibration.ranges import calibrate
-    from quantlab.calibration.texts import default_calibration_texts, load_texts
-
-    plan = _config(CapturePlan, windows=a.samples, window_len=a.window_len, decode_stride=a.decode_stride)
-    texts = load_texts([Path(t) for t in a.text]) if a.text else default_calibration_texts()
-    meta = calibrate(Path(a.dir), texts, plan, ranges=a.ranges, capture=a.capture, hessians=a.hessians)
-    s = meta["samples"]
+    meta = api.calibrate_model(a.dir, a.text or (), a.samples, a.decode_stride, a.hessians, a.ranges, a.capture)
     print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
-          + ", ".join(f"{n} {k} samples" for k, n in s.items())
+          + ", ".join(f"{n} {k} samples" for k, n in meta["samples"].items())
           + f"; {meta['seconds']:.0f} s, peak RSS {meta['peak_rss_mb'] / 1e3:.1f} GB")
     return 0
 
 
 def _quantize(a: argparse.Namespace) -> int:
-    from quantlab.quantize.quantizer import quantize
+    from quantlab.quantize.schemes import parse_all
 
-    for scheme in a.scheme:
-        try:
-            rec = quantize(Path(a.dir), scheme, overwrite=a.overwrite, embedder=a.embedder, rounding=a.rounding)
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-        print(f"{scheme}: {rec['path']}  {rec['bytes'] / 1e6:.1f} MB, I/O {rec['io_dtype']['embeddings']}, "
-              f"{rec['quantize_seconds']:.0f} s, weights {rec['weight_rounding']}; ships with {rec['embedder']}")
+    for scheme in parse_all(_schemes(a.scheme) or ["int16_w8"]):  # every scheme checked before the first runs
+        rec = api.quantize_model(a.dir, scheme, a.embedder, a.rounding, a.overwrite)
+        q = rec.quantize
+        print(f"{scheme.name}: {rec.path}  {rec.bytes / 1e6:.1f} MB, I/O {rec.io_dtype['embeddings']}, "
+              f"{q.seconds:.0f} s, weights {q.weight_rounding}; ships with {rec.embedder}")
     return 0
 
 
 def _analyze(a: argparse.Namespace) -> int:
-    from quantlab.analyze.analysis import analyze
-    from quantlab.analyze.search import SearchConfig
-    from quantlab.compile.socs import resolve_soc
-
-    cfg = _config(SearchConfig, tolerance=a.tolerance, soc=resolve_soc(a.soc))
-    if a.tokens < 2:
-        raise UserError(f"--tokens must be at least 2, got {a.tokens}")
-    res = analyze(Path(a.dir), cfg, tokens=a.tokens)
-    sens = res["sensitivity"]
+    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens)
+    sens, s = res["sensitivity"], res["search"]
     print(f"sensitivity on {res['tokens']} tokens of calibration-domain text, KL vs fp32 (all int16: "
           f"{sens['all_int16']['kl']:.4f}, all int8: {sens['all_int8']['kl']:.4f}); one group changed:")
     for r in sens["rows"]:
         print(f"  {r['group']:10s} at int8 KL {r['kl_8']:.4f} top-1 {r['top1_8']:6.1%} | "
               f"left float KL {r['kl_float']:.4f} top-1 {r['top1_float']:6.1%}")
-    s = res["search"]
     print(f"mixed-precision candidates (int16 elsewhere; compiled for {s['soc']}):")
     for c in s["candidates"]:
         npu = "compiles fully" if c["fully_offloaded"] else "does NOT compile fully"
@@ -153,12 +129,7 @@ def _analyze(a: argparse.Namespace) -> int:
 
 
 def _check(a: argparse.Namespace) -> int:
-    from quantlab.check.litert_rules import check_litert
-    from quantlab.check.qnn_rules import check_qnn
-
-    found = check_litert(Path(a.model))
-    if a.target == "qnn":
-        found += check_qnn(Path(a.model))
+    found = api.check_model(a.model, a.target)
     if a.json:
         print(json.dumps({"model": a.model, "violations": [v.as_dict() for v in found]}, indent=2))
     else:
@@ -171,15 +142,15 @@ def _check(a: argparse.Namespace) -> int:
 
 def _compile(a: argparse.Namespace) -> int:
     from quantlab.compile.compiler import CompileFailed
-    from quantlab.compile.stage import compile_for_socs
+    from quantlab.compile.socs import resolve_soc
 
-    model = Path(a.model)
-    if a.out and len(a.soc) > 1:
+    socs = [resolve_soc(s) for s in a.soc]  # every name checked before the first compile
+    if a.out and len(socs) > 1:
         raise UserError("--out names one file; give one --soc, or leave --out out to name files per SoC")
     failed = 0
-    for soc in a.soc:
+    for soc in socs:
         try:
-            res = compile_for_socs(model, [soc], a.out and Path(a.out), a.overwrite, not a.no_weight_sharing)[0]
+            res = api.compile_model(a.model, [soc], a.out, a.overwrite, not a.no_weight_sharing)[0]
         except CompileFailed as exc:
             failed += 1
             print(f"{exc.soc}: FAILED — the compiler said:")
@@ -199,19 +170,13 @@ def _compile(a: argparse.Namespace) -> int:
 
 
 def _run(a: argparse.Namespace) -> int:
-    from quantlab.lab.config import RunConfig
-    from quantlab.lab.pipeline import Lab
-
-    cfg = RunConfig(
-        model=a.model, out=Path(a.out),
-        schemes=tuple(s for x in (a.schemes or ["int8,int16_w8"]) for s in x.split(",") if s),
+    res = api.run_lab(
+        a.model, a.out, _schemes(a.schemes), log=lambda s: print(s, file=sys.stderr, flush=True),
         socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
-        calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite,
-        analyze=not a.no_analyze, tolerance=a.tolerance, smooth_alpha=a.smooth, per_op=not a.no_per_op,
-        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard,
-    )
-    res = Lab(cfg, log=lambda s: print(s, file=sys.stderr, flush=True)).run()
+        calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite, analyze=not a.no_analyze,
+        tolerance=a.tolerance, search_soc=a.search_soc, smooth_alpha=a.smooth, per_op=not a.no_per_op,
+        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard)
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
     for stage, t in res["timings"].items():
         print(f"  {stage:10s} {t['seconds']:7.1f} s  ({t['ran']} run, {t['skipped']} unchanged)")
@@ -219,33 +184,25 @@ def _run(a: argparse.Namespace) -> int:
 
 
 def _report(a: argparse.Namespace) -> int:
-    from quantlab.report.render import write_report
-
-    md, page = write_report(Path(a.dir))
+    md, page = api.write_report(a.dir)
     print(f"wrote {md} and {page}")
     return 0
 
 
-def _config(cls, **kwargs):
-    """Build a frozen config; its ValueError (which names the fix) becomes a UserError."""
-    try:
-        return cls(**kwargs)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from quantlab.quantize.embedder import EMBEDDERS
+    from quantlab.quantize.rounding import ROUNDINGS
+    from quantlab.quantize.schemes import help_line
+
     p = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="the whole lab: export → calibrate → quantize → check → compile → evaluate → report")
-    r.add_argument("--model", default="gemma3-270m",
-                   help="gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf")
+    r.add_argument("--model", default="gemma3-270m", help=MODEL_HELP)
     r.add_argument("--out", default="out", help="artifact folder (default ./out); re-running resumes it")
-    r.add_argument("--schemes", action="append", default=None,
-                   help="comma-separated: int8 (A8W8, fastest on NPU; 270M: unusable), int16_w8 (A16W8; 270M: +2.2%% ppl, KL 0.022), "
-                        "dynamic_int8 (for the CPU: int8 weights, float activations) or recipe .json files; "
-                        "default int8,int16_w8")
+    r.add_argument("--schemes", "--scheme", action="append", nargs="+", default=None,
+                   help=f"schemes, space- or comma-separated: {help_line()}; searched names (a16_a8-lm_head) or "
+                        "recipe .json files; default int8,int16_w8")
     r.add_argument("--soc", action="append", default=None, help="SoC to compile for (repeatable; default SM8750)")
     r.add_argument("--calib-text", action="append", default=None, help="calibration .txt/.jsonl (repeatable)")
     r.add_argument("--eval-text", default=None, help="evaluation .txt (default: Python docs kept out of calibration)")
@@ -254,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--prefill-len", type=int, default=128)
     r.add_argument("--cache-len", type=int, default=1280)
     r.add_argument("--no-analyze", action="store_true",
-                   help="skip the sensitivity analysis and mixed-precision search (and its third variant)")
+                   help="skip the sensitivity analysis and mixed-precision search (and its variant)")
+    r.add_argument("--search-soc", default="SM8750", help="SoC every search candidate must compile for")
     r.add_argument("--no-per-op", action="store_true",
                    help="skip the per-tensor SNR analysis in evaluate (it holds every tensor of two mains: too big "
                         "for the 1B in 24 GB)")
@@ -264,9 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mixed-precision search: allowed perplexity ratio to fp32 (default 1.05)")
     r.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export (default 0: none)")
-    r.add_argument("--rotate", type=int, default=1, metavar="K",
-                   help="spread the K largest residual channels by a rotation before export (same function; default "
-                        "1: the 270M's one massive channel; 0: none)")
+    r.add_argument("--rotate", type=int, default=1, metavar="K", help=ROTATE_HELP)
     r.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
     r.set_defaults(func=_run)
@@ -276,16 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=_report)
 
     e = sub.add_parser("export", help="FP32 embedder + main in the NPU layout, tokenizer, manifest.json")
-    e.add_argument("--model", default="gemma3-270m",
-                   help="gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf")
+    e.add_argument("--model", default="gemma3-270m", help=MODEL_HELP)
     e.add_argument("--out", required=True, help="artifact folder")
     e.add_argument("--prefill-len", type=int, default=128, help="tokens per prefill call (default 128)")
     e.add_argument("--cache-len", type=int, default=1280, help="KV cache slots = longest context (default 1280)")
     e.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export, e.g. 0.5 (default 0: none); helps int8 activations")
-    e.add_argument("--rotate", type=int, default=1, metavar="K",
-                   help="spread the K largest residual channels by a rotation before export (same function; default "
-                        "1: the 270M's one massive channel; 0: none)")
+    e.add_argument("--rotate", type=int, default=1, metavar="K", help=ROTATE_HELP)
     e.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
     e.add_argument("--overwrite", action="store_true", help="replace existing artifacts")
     e.set_defaults(func=_export)
@@ -307,10 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=".txt/.jsonl files (default: litert-torch's calibration prompts + Python's docs)")
     c.add_argument("--samples", type=int, default=2,
                    help="text windows; each gives cache_len/prefill_len prefill samples and as many decode ones")
-    c.add_argument("--window-len", type=int, default=None, help="tokens per window (default: the cache length)")
     c.add_argument("--decode-stride", type=int, default=1,
                    help="a decode sample every N positions (default 1: every one; decode alone has the LM head, whose "
-                        "logits range needs them all: 270M int16_w8, unrotated, KL 0.039 at 1, 0.054 at 8; 0: chunk boundaries only)")
+                        "logits range needs them all: 270M int16_w8, unrotated, KL 0.039 at 1, 0.054 at 8)")
     c.add_argument("--ranges", choices=("min_max", "moving_average"), default="min_max",
                    help="how samples' ranges merge: true min/max (default) or ai-edge-quantizer's moving average")
     c.add_argument("--capture", choices=("profiler", "all_tensors"), default="profiler",
@@ -320,12 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "440 MB, calibration 190 -> 850 s)")
     c.set_defaults(func=_calibrate)
 
-    q = sub.add_parser("quantize", help="PTQ of main: int8 (A8W8), int16_w8 (A16W8), dynamic_int8 (CPU) or a recipe .json")
+    q = sub.add_parser("quantize", help="PTQ of main with a scheme: " + help_line())
     q.add_argument("dir")
-    q.add_argument("--scheme", nargs="+", default=["int16_w8"],
-                   help="int8: int8 act (asym) + int8 weights (270M: unusable); int16_w8: int16 act (sym) + int8 "
-                        "weights (270M: +2.2%% ppl, KL 0.022, 276 MB); dynamic_int8: float act quantized per call + int8 weights "
-                        "(for the CPU, litert-torch's dynamic_int8); or a recipe .json (e.g. DIR/recipes/<chosen>.json)")
+    q.add_argument("--scheme", "--schemes", action="append", nargs="+", default=None,
+                   help="shipped schemes (int8, int16_w8, dynamic_int8), searched names (a16_a8-lm_head) or recipe "
+                        ".json files (e.g. DIR/recipes/<chosen>.json); space- or comma-separated; default int16_w8")
     q.add_argument("--embedder", choices=list(EMBEDDERS), default="int8",
                    help="the embedder the main ships with: int8 table, per-row scales (default; 270M: 174 vs 671 MB, "
                         "KL +0.002) or fp32 (to measure the main's own error alone)")
@@ -377,16 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="quantlab: %(levelname)s: %(message)s", stream=sys.stderr)
     try:
         return args.func(args)
     except UserError as exc:
         print(f"quantlab: error: {exc}", file=sys.stderr)
         return 2
+    except StepKilled as exc:
+        print(f"quantlab: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print("quantlab: interrupted; no partial artifact was left behind (re-run the command to redo it)",
-              file=sys.stderr)
-        return 2
+        again = "quantlab " + shlex.join(argv)
+        what = f"resume with: {again}" if args.command == "run" else f"re-run to redo it: {again}"
+        print(f"quantlab: interrupted; no partial artifact was left behind; {what}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -38,14 +38,29 @@ def english_text() -> str:
 
 
 @pytest.fixture(scope="session")
-def quantized(tiny_artifacts):
-    """The tiny artifacts calibrated on the default text (2 windows) and quantized with both schemes."""
+def quantized(tiny_artifacts, tmp_path_factory):
+    """A copy of the tiny artifacts (which stay FP32 only) calibrated on the default text (2 windows) and quantized
+    with both schemes. Tests that add to it use `quantized_copy`: session fixtures stay as made, whatever the order."""
+    import shutil
+
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate
-    from quantlab.calibration.texts import default_calibration_texts
     from quantlab.quantize.quantizer import quantize
+    from quantlab.texts import default_calibration_texts
 
-    meta = calibrate(tiny_artifacts, default_calibration_texts(), CapturePlan(windows=2), quiet=True)
+    folder = tmp_path_factory.mktemp("quantized") / "tiny"
+    shutil.copytree(tiny_artifacts, folder)
+    meta = calibrate(folder, default_calibration_texts(), CapturePlan(windows=2), quiet=True)
     for scheme in ("int8", "int16_w8"):
-        quantize(tiny_artifacts, scheme, quiet=True)
-    return tiny_artifacts, meta
+        quantize(folder, scheme, quiet=True)
+    return folder, meta
+
+
+@pytest.fixture
+def quantized_copy(quantized, tmp_path):
+    """A private copy of the quantized folder, for a test that writes into it."""
+    import shutil
+
+    folder = tmp_path / "quantized"
+    shutil.copytree(quantized[0], folder)
+    return folder, quantized[1]

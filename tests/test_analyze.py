@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from quantlab.analyze.groups import FC_GROUPS, build_recipe, int8_fc_share, weight_share
+from quantlab.quantize.groups import FC_GROUPS, build_recipe, int8_fc_share, weight_share
 
 
 def test_weight_share_covers_every_fc_and_lm_head_dominates(tiny_artifacts):
@@ -66,7 +66,7 @@ def _ranges_both_ways(tiny_artifacts, tmp_path, windows: int, first: dict, secon
 
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate, load_ranges
-    from quantlab.calibration.texts import default_calibration_texts
+    from quantlab.texts import default_calibration_texts
 
     folder = tmp_path / "copy"
     shutil.copytree(tiny_artifacts, folder, ignore=shutil.ignore_patterns("calibration.json", "*int*"))

@@ -41,16 +41,16 @@ def test_int16_zero_point_is_caught(quantized, tmp_path, capsys):
     assert any(v["tensor"] == victim.name.decode() for v in report["violations"])
 
 
-def test_float_island_is_caught(quantized, tmp_path):
+def test_float_island_is_caught(quantized_copy, tmp_path):
     from quantlab.quantize.quantizer import quantize
-    from quantlab.quantize.recipes import load_recipe
+    from quantlab.quantize.schemes import parse
 
-    folder, _ = quantized
-    recipe = load_recipe("int8") + [{"regex": ".*", "operation": "SOFTMAX", "algorithm_key": "no_quantize"}]
+    folder, _ = quantized_copy
+    recipe = parse("int8").recipe + [{"regex": ".*", "operation": "SOFTMAX", "algorithm_key": "no_quantize"}]
     path = tmp_path / "int8_float_softmax.json"
     path.write_text(json.dumps(recipe))
     rec = quantize(folder, str(path), quiet=True)
-    found = check_litert(folder / rec["path"])
+    found = check_litert(folder / rec.path)
     assert found and all(v.rule == "float-island" for v in found)
     assert {v.op for v in found} == {"SOFTMAX"}
 

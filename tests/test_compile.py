@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from quantlab import cli
+from quantlab import cli, manifest
 from quantlab.compile.compiler import compile_model
 
 
@@ -51,7 +51,7 @@ def int16_fc_toy(tmp_path_factory):
     import torch
     from ai_edge_quantizer import quantizer
 
-    from quantlab.quantize.recipes import load_recipe
+    from quantlab.quantize.schemes import parse
 
     class Toy(torch.nn.Module):
         def forward(self, x, y):
@@ -60,7 +60,7 @@ def int16_fc_toy(tmp_path_factory):
     folder = tmp_path_factory.mktemp("toy")
     sample = {"x": torch.zeros(1, 1, 4, 32), "y": torch.zeros(1, 1, 64, 32)}
     litert_torch.signature("toy", Toy(), sample_kwargs=sample).convert().export(str(folder / "toy_fp32.tflite"))
-    q = quantizer.Quantizer(str(folder / "toy_fp32.tflite"), load_recipe("int16_w8"))
+    q = quantizer.Quantizer(str(folder / "toy_fp32.tflite"), parse("int16_w8").recipe)
     rng = np.random.default_rng(0)
     data = {"toy": [{k: rng.standard_normal(v.shape).astype(np.float32) for k, v in sample.items()} for _ in range(4)]}
     (folder / "toy_int16.tflite").write_bytes(q.quantize(q.calibrate(data), enable_progress_report=False).quantized_model)
@@ -86,22 +86,23 @@ def test_unknown_soc_lists_supported(int8_main, capsys):
     assert len(err) == 1 and "SM8750" in err[0] and "SM8650" in err[0]
 
 
-def test_cli_records_compiled_artifact_in_manifest(quantized, capsys):
+def test_cli_records_compiled_artifact_in_manifest(quantized_copy, capsys):
     import json
 
-    folder, _ = quantized
+    folder, _ = quantized_copy
     model = next(folder.glob("*_main_int8.tflite"))
     assert cli.main(["compile", str(model), "--soc", "SM8750", "--overwrite"]) == 0
     assert "ops offloaded to the NPU" in capsys.readouterr().out
-    arts = json.loads((folder / "manifest.json").read_text())["artifacts"]
+    arts = manifest.load(folder).artifacts
     rec = arts["int8_aot_sm8750"]
-    assert rec["role"] == "compiled" and rec["coverage"]["decode"]["ops_offloaded"] == rec["coverage"]["decode"]["ops_total"]
+    cov = arts[rec.source].compiled[rec.soc].coverage["decode"]
+    assert rec.role == "compiled" and cov["ops_offloaded"] == cov["ops_total"]
 
 
 def test_int8_rmsnorm_is_rejected_as_check_predicts(quantized, tmp_path):
     """RMSNorm composites at int8: the HTP validator rejects each (QNN error 3110) and `check --target qnn` names
     exactly those ops; at int16 (quantlab's recipes) none is rejected."""
-    from quantlab.analyze.groups import build_recipe
+    from quantlab.quantize.groups import build_recipe
     from quantlab.calibration.ranges import load_ranges
     from quantlab.check.qnn_rules import check_qnn
     from quantlab.quantize.quantizer import quantize_to

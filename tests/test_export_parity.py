@@ -80,10 +80,10 @@ def test_greedy_generation_matches_torch(tiny_artifacts, tiny_model):
 def test_perplexity_matches_torch(tiny_artifacts, english_text):
     # 150 tokens → 3 windows of the 64-slot cache, each restarting from BOS.
     res = evaluate(tiny_artifacts, english_text, reference="torch", max_tokens=150, decode_steps=4, quiet=True)
-    assert res["windows"] == 3 and res["random_weights"]
-    assert res["top1_agreement"] == 1.0
-    assert res["max_abs_logit_diff"] < LOGIT_ATOL
-    assert res["kl"] < 1e-6
+    assert res.windows == 3 and res.random_weights
+    assert res.top1_agreement == 1.0
+    assert res.max_abs_logit_diff < LOGIT_ATOL
+    assert res.kl < 1e-6
     # The same windows scored by the PyTorch reference alone:
     from quantlab.evaluate.evaluator import score
     from quantlab.evaluate.scorers import TorchScorer
@@ -91,10 +91,10 @@ def test_perplexity_matches_torch(tiny_artifacts, english_text):
     from quantlab.models import load_model
 
     arts = ArtifactSet(tiny_artifacts)
-    wins = windows(arts.encode(english_text)[1:151], arts.model_info["bos_token_id"], TINY_CACHE)
+    wins = windows(arts.encode(english_text)[1:151], arts.model_info.bos_token_id, TINY_CACHE)
     torch_only, _ = score(TorchScorer(load_model("tiny-random").model, TINY_PREFILL), None, wins, quiet=True)
-    assert abs(res["perplexity"] / torch_only["perplexity"] - 1) < 1e-3
-    assert res["speed"]["decode_tokens_per_s"] > 0 and res["peak_rss_mb"] > 0
+    assert abs(res.perplexity / torch_only["perplexity"] - 1) < 1e-3
+    assert res.speed["decode_tokens_per_s"] > 0 and res.peak_rss_mb > 0
 
 
 def test_sampling_is_seeded_and_respects_top_k(tiny_artifacts):

@@ -9,7 +9,8 @@ from quantlab.calibration.hessians import HESSIAN_FILE, attach_hessians, fc_inpu
 from quantlab.calibration.ranges import load_ranges
 from quantlab.errors import UserError
 from quantlab.quantize.quantizer import quantize_to, rounding_setup
-from quantlab.quantize.recipes import load_recipe, with_rounding
+from quantlab.quantize.rounding import with_rounding
+from quantlab.quantize.schemes import parse
 from quantlab.runtime.session import ArtifactSet
 
 
@@ -21,18 +22,18 @@ def rounded(quantized, tmp_path_factory):
 
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate
-    from quantlab.calibration.texts import default_calibration_texts
+    from quantlab.texts import default_calibration_texts
 
     src, _ = quantized
     tmp = tmp_path_factory.mktemp("gptq")
     folder = tmp / "arts"
     shutil.copytree(src, folder)
     calibrate(folder, default_calibration_texts(), CapturePlan(windows=2), quiet=True, hessians=True)
-    fp32 = folder / ArtifactSet(folder, "fp32").data["artifacts"]["fp32"]["path"]
+    fp32 = ArtifactSet(folder, "fp32").path("fp32")
     paths = {}
     for rounding in ("gptq", "nearest"):
         qsvs, _ = load_ranges(folder)
-        recipe, applied = rounding_setup(folder, load_recipe("int16_w8"), qsvs, rounding)
+        recipe, applied = rounding_setup(folder, parse("int16_w8").recipe, qsvs, rounding)
         assert applied.startswith(rounding)
         paths[rounding] = tmp / f"{rounding}.tflite"
         quantize_to(fp32, recipe, qsvs, paths[rounding])
@@ -63,7 +64,7 @@ def test_gptq_keeps_size_and_first_chunk_accuracy(rounded):
     weights, so this checks plumbing, not the gain, which the Hessian-weighted test and the README measure)."""
     import copy
 
-    from quantlab.calibration.texts import default_eval_text
+    from quantlab.texts import default_eval_text
     from quantlab.runtime.litert_model import LiteRTModel
     from tests.conftest import TINY_PREFILL
 
@@ -81,11 +82,11 @@ def test_gptq_keeps_size_and_first_chunk_accuracy(rounded):
     assert rel["gptq"] < 1.2 * rel["nearest"], rel
 
 
-def test_without_hessians_quantize_rounds_to_nearest(tmp_path, capsys):
-    recipe = load_recipe("int16_w8")
+def test_without_hessians_quantize_rounds_to_nearest(tmp_path, caplog):
+    recipe = parse("int16_w8").recipe
     out, applied = rounding_setup(tmp_path, recipe, {}, "gptq")
     assert applied == "nearest" and out == recipe
-    assert HESSIAN_FILE in capsys.readouterr().err
+    assert HESSIAN_FILE in caplog.text
     assert attach_hessians({}, tmp_path / HESSIAN_FILE) == 0
     (tmp_path / HESSIAN_FILE).write_bytes(b"not a zip")
     with pytest.raises(UserError, match="--hessians"):
@@ -95,11 +96,11 @@ def test_without_hessians_quantize_rounds_to_nearest(tmp_path, capsys):
 def test_gptq_entries_follow_the_entries_they_copy():
     """with_rounding adds a GPTQ twin right after each static min/max entry that covers FCs, so later overrides (e.g.
     the norms' no_quantize, a16_a8's int8 FC groups) still win; dynamic_int8 is left alone."""
-    base = load_recipe("int16_w8")
+    base = parse("int16_w8").recipe
     out = with_rounding(base, "gptq")
     assert out[0] == base[0] and out[1]["algorithm_key"] == "GPTQ" and out[1]["operation"] == "FULLY_CONNECTED"
     assert out[1]["op_config"] == base[0]["op_config"] and out[2:] == base[1:]
-    assert with_rounding(load_recipe("dynamic_int8"), "gptq") == load_recipe("dynamic_int8")
+    assert with_rounding(parse("dynamic_int8").recipe, "gptq") == parse("dynamic_int8").recipe
     assert with_rounding(base, "nearest") == base
     assert with_rounding(out, "nearest")[1]["algorithm_key"] == "min_max_uniform_quantize"
 
@@ -109,9 +110,9 @@ def test_cli_quantize_with_gptq_records_it(rounded):
 
     folder, _, _ = rounded
     assert cli.main(["quantize", str(folder), "--scheme", "int16_w8", "--rounding", "gptq", "--overwrite"]) == 0
-    assert manifest.load(folder)["artifacts"]["int16_w8"]["weight_rounding"].startswith("gptq (")
+    assert manifest.load(folder).artifacts["int16_w8"].quantize.weight_rounding.startswith("gptq (")
     assert cli.main(["quantize", str(folder), "--scheme", "int16_w8", "--overwrite"]) == 0
-    assert manifest.load(folder)["artifacts"]["int16_w8"]["weight_rounding"] == "nearest"
+    assert manifest.load(folder).artifacts["int16_w8"].quantize.weight_rounding == "nearest"
 
 
 def test_each_weight_has_one_hessian_group(rounded):

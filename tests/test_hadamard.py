@@ -66,7 +66,7 @@ def test_hadamard_keeps_the_function_narrows_fc_inputs_and_undoes(tiny_model):
 
 
 def test_hadamard_fcs_stay_at_the_base_width_in_mixed_recipes():
-    from quantlab.analyze.groups import HADAMARD, build_recipe
+    from quantlab.quantize.groups import HADAMARD, build_recipe
 
     recipe = build_recipe(16, {"attn_qkv": 8, "attn_o": 8, "mlp_in": 8, "lm_head": 8})
     last = recipe[-1]
@@ -77,7 +77,7 @@ def test_hadamard_fcs_stay_at_the_base_width_in_mixed_recipes():
 def test_export_with_hadamard_matches_torch_and_keeps_rotations_int16(tiny_model, english_text, tmp_path):
     """The FP32 main exported with `hadamard=True` decodes what transformers computes (logits within 1e-3, as the
     plain export's parity test), the caller's model is untouched, and an a16_a8 main holds its rotations at int16."""
-    from quantlab.analyze.groups import HADAMARD, build_recipe
+    from quantlab.quantize.groups import HADAMARD, build_recipe
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate
     from quantlab.check.graph import read_ops
@@ -89,7 +89,7 @@ def test_export_with_hadamard_matches_torch_and_keeps_rotations_int16(tiny_model
     before = {k: v.clone() for k, v in tiny_model.model.state_dict().items()}
     data = export_model(tiny_model, tmp_path, ExportConfig(prefill_len=TINY_PREFILL, cache_len=TINY_CACHE,
                                                            hadamard=True))
-    assert data["hadamard"] == {"block": 128}
+    assert data.export.hadamard == {"block": 128}
     after = tiny_model.model.state_dict()
     assert not [k for k in before if not torch.equal(before[k], after[k])]
     arts = ArtifactSet(tmp_path)
@@ -103,7 +103,7 @@ def test_export_with_hadamard_matches_torch_and_keeps_rotations_int16(tiny_model
     calibrate(tmp_path, [english_text], CapturePlan(windows=1), quiet=True)
     recipe = tmp_path / "a16_a8.json"
     recipe.write_text(json.dumps(build_recipe(16, {"attn_qkv": 8, "attn_o": 8, "mlp_in": 8, "lm_head": 8})))
-    path = tmp_path / quantize(tmp_path, str(recipe), quiet=True)["path"]
+    path = tmp_path / quantize(tmp_path, str(recipe), quiet=True).path
     fcs = [o for o in read_ops(path) if o.name == "FULLY_CONNECTED" and len(o.inputs) > 1]
     rot = [o for o in fcs if any(HADAMARD in t.name for t in o.outputs)]
     assert rot and all(o.inputs[0].dtype == "INT16" for o in rot), [o.inputs[0].dtype for o in rot]

@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from quantlab import cli, layout
+from quantlab import cli, layout, manifest
 from quantlab.calibration.ranges import CALIBRATION_FILE, load_ranges
-from quantlab.calibration.texts import EVAL_TOPICS, default_calibration_texts, default_eval_text
+from quantlab.texts import EVAL_TOPICS, default_calibration_texts, default_eval_text
 from quantlab.errors import UserError
 from quantlab.quantize.quantizer import quantize
 from quantlab.runtime.session import ArtifactSet, generate
@@ -58,10 +58,10 @@ def test_io_dtypes_and_shared_kv_params(quantized, scheme, dtype):
             assert all(s.zero_point == 0 for s in (*ins.values(), *outs.values()) if s.dtype == np.int16)
     dec, pre = arts.main.inputs["decode"], arts.main.inputs[arts.prefill_sig]
     dec_out = arts.main.outputs["decode"]
-    for i in range(arts.model_info["num_layers"]):
+    for i in range(arts.model_info.num_layers):
         for kv in ("k", "v"):
             # (prefill's last layer reads no cache: without logits its attention is dead code, the input float)
-            read = (pre[f"{kv}_cache_{i}"],) if i < arts.model_info["num_layers"] - 1 else ()
+            read = (pre[f"{kv}_cache_{i}"],) if i < arts.model_info.num_layers - 1 else ()
             params = {(s.dtype, s.scale, s.zero_point)
                       for s in (dec[f"{kv}_cache_{i}"], *read, dec_out[f"{kv}_slice_{i}"])}
             assert len(params) == 1, f"{kv} cache of layer {i} has differing parameters: {params}"
@@ -88,11 +88,11 @@ def test_every_variant_generates(quantized, scheme):
 
 def test_manifest_records_variants(quantized):
     folder, _ = quantized
-    data = json.loads((folder / "manifest.json").read_text())
+    data = manifest.load(folder)
     for scheme, dtype in (("int8", "int8"), ("int16_w8", "int16")):
-        art = data["artifacts"][scheme]
-        assert art["io_dtype"]["embeddings"] == dtype and art["bytes"] > 0 and len(art["sha256"]) == 64
-        assert (folder / art["path"]).stat().st_size == art["bytes"]
+        art = data.artifacts[scheme]
+        assert art.io_dtype["embeddings"] == dtype and art.bytes > 0 and len(art.sha256) == 64
+        assert (folder / art.path).stat().st_size == art.bytes
 
 
 def test_quantize_refuses_to_overwrite_and_unknown_scheme(quantized, capsys):
@@ -124,17 +124,17 @@ def test_ranges_from_another_model_are_refused(quantized, tmp_path):
         load_ranges(other)
 
 
-def test_recipe_file_with_override(quantized, tmp_path):
+def test_recipe_file_with_override(quantized_copy, tmp_path):
     """A user recipe: int16 everywhere but softmax kept in float; it becomes its own variant."""
-    from quantlab.quantize.recipes import load_recipe
+    from quantlab.quantize.schemes import parse
 
-    folder, _ = quantized
-    recipe = load_recipe("int16_w8") + [
+    folder, _ = quantized_copy
+    recipe = parse("int16_w8").recipe + [
         {"regex": ".*", "operation": "SOFTMAX", "algorithm_key": "no_quantize"}]
     path = tmp_path / "a16_float_softmax.json"
     path.write_text(json.dumps(recipe))
     rec = quantize(folder, str(path), quiet=True)
-    assert rec["path"].endswith("_main_a16_float_softmax.tflite")
+    assert rec.path.endswith("_main_a16_float_softmax.tflite")
     g = generate(ArtifactSet(folder, "a16_float_softmax"), "Hello", 4)
     assert len(g.tokens) >= 1
 
@@ -150,9 +150,9 @@ def test_dynamic_int8_keeps_float_io_int8_weights_and_fp32_top1(quantized, tmp_p
     shutil.copytree(quantized[0], folder)
     rec = quantize(folder, "dynamic_int8", quiet=True)
     arts = ArtifactSet(folder, "dynamic_int8")
-    assert rec["io_dtype"]["embeddings"] == "float32"
+    assert rec.io_dtype["embeddings"] == "float32"
     assert all(s.dtype == np.float32 for s in arts.main.inputs["decode"].values() if s.name != "input_pos")
-    fc_weights = [o.inputs[1] for o in read_ops(folder / rec["path"]) if o.name == "FULLY_CONNECTED"]
+    fc_weights = [o.inputs[1] for o in read_ops(folder / rec.path) if o.name == "FULLY_CONNECTED"]
     assert fc_weights and all(t.dtype == "INT8" and t.constant for t in fc_weights)
     ids = arts.encode(default_eval_text())[:TINY_PREFILL]
     a = next(ArtifactSet(folder).session().decode_chunks(ids, TINY_PREFILL))
@@ -172,11 +172,11 @@ def test_reference_scored_first_and_let_go_gives_the_streamed_metrics(quantized)
     text = default_eval_text()
     res = evaluate(folder, text, "int16_w8", "fp32", max_tokens=2 * (TINY_CACHE - 1), quiet=True)
     arts = ArtifactSet(folder, "int16_w8")
-    wins = windows(arts.encode(text)[1:][: 2 * (TINY_CACHE - 1)], arts.model_info["bos_token_id"], TINY_CACHE)
+    wins = windows(arts.encode(text)[1:][: 2 * (TINY_CACHE - 1)], arts.model_info.bos_token_id, TINY_CACHE)
     streamed, _ = score(LiteRTScorer(arts), LiteRTScorer(ArtifactSet(folder)), wins, quiet=True)
-    assert res["windows"] == len(wins) == 2
+    assert res.windows == len(wins) == 2
     for k in ("perplexity", "kl", "top1_agreement", "tokens_scored"):
-        assert res[k] == pytest.approx(streamed[k], rel=1e-9), k
+        assert getattr(res, k) == pytest.approx(streamed[k], rel=1e-9), k
     cached = CachedScorer(LiteRTScorer(ArtifactSet(folder))).detach(wins)
     assert cached.inner is None and len(list(cached.chunks(wins[0]))) == len(list(LiteRTScorer(arts).chunks(wins[0])))
 
@@ -188,17 +188,17 @@ def test_quantized_mains_ship_with_the_int8_embedder(quantized, tiny_model):
     from quantlab.check.graph import read_ops
 
     folder, _ = quantized
-    data = json.loads((folder / "manifest.json").read_text())
-    emb, fp = data["artifacts"]["embedder_int8"], data["artifacts"]["embedder_fp32"]
+    data = manifest.load(folder).artifacts
+    emb, fp = data["embedder_int8"], data["embedder_fp32"]
     vocab, hidden = tiny_model.config.vocab_size, tiny_model.config.hidden_size
-    assert emb["role"] == "embedder" and fp["bytes"] > 4 * vocab * hidden
+    assert emb.role == "embedder" and fp.bytes > 4 * vocab * hidden
     # int8 rows plus, in each of the 2 signatures' tensor of the table, a float32 scale and an int64 zero point per
     # row (ai-edge-quantizer's per-channel form)
-    assert vocab * hidden < emb["bytes"] < vocab * (hidden + 2 * 12) + 100_000
-    assert data["artifacts"]["int8"]["embedder"] == data["artifacts"]["int16_w8"]["embedder"] == "embedder_int8"
+    assert vocab * hidden < emb.bytes < vocab * (hidden + 2 * 12) + 100_000
+    assert data["int8"].embedder == data["int16_w8"].embedder == "embedder_int8"
     arts, fp_arts = ArtifactSet(folder, "int16_w8"), ArtifactSet(folder)
     assert arts.embedder_key == "embedder_int8" and fp_arts.embedder_key == "embedder_fp32"
-    table = [o.inputs[1] for o in read_ops(folder / emb["path"]) if o.name == "EMBEDDING_LOOKUP"]
+    table = [o.inputs[1] for o in read_ops(folder / emb.path) if o.name == "EMBEDDING_LOOKUP"]
     assert table and all(t.dtype == "INT8" and t.constant for t in table)
 
     # Against the FP32 embedder (its table is the PyTorch one times the residual-stream rotation, test_rotate.py).

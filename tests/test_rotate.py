@@ -7,6 +7,7 @@ import copy
 
 import torch
 
+from quantlab import manifest
 from quantlab.export.rotate import massive_channels, residual_channel_maxima, rotate, unrotate
 
 CHANNEL = 11
@@ -60,5 +61,5 @@ def test_export_leaves_the_callers_model_as_it_was(tiny_model, tiny_artifacts):
     m = tiny_model.model
     assert m.lm_head.weight is m.model.embed_tokens.weight
     assert type(m.model.layers[0].input_layernorm).__name__ == "Gemma3RMSNorm"
-    record = json.loads((tiny_artifacts / "manifest.json").read_text())["rotation"]
+    record = manifest.load(tiny_artifacts).export.rotation
     assert record["channels"] and len(record["channels"]) == 1

@@ -14,6 +14,7 @@ from quantlab.analyze.search import SearchConfig, search
 from quantlab.analyze.sensitivity import Bench, sensitivity
 from quantlab.atomic import write_text
 from quantlab.calibration.ranges import load_ranges
+from quantlab.manifest import AnalysisRecord, Candidate, SensitivityRow
 from quantlab.procmon import peak_rss_mb
 
 ANALYSIS_FILE = "analysis.json"
@@ -52,6 +53,20 @@ def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256,
 
 def recipe_path(folder: Path, name: str) -> Path:
     return Path(folder) / RECIPES_DIR / f"{name}.json"
+
+
+def analysis_record(result: dict | None) -> AnalysisRecord | None:
+    """The manifest's summary of an analysis (analysis.json keeps the candidates' recipes too)."""
+    if result is None:
+        return None
+    sens, found = result["sensitivity"], result["search"]
+    keep = {f for f in Candidate.__dataclass_fields__}
+    return AnalysisRecord(
+        tokens=result["tokens"], text=result["text"], all_int16=sens["all_int16"], all_int8=sens["all_int8"],
+        rows=[SensitivityRow(**r) for r in sens["rows"]], order=found["order"], weight_share=found["weight_share"],
+        fp32_perplexity=found["fp32_perplexity"], tolerance=found["tolerance"], soc=found["soc"],
+        candidates=[Candidate(**{k: v for k, v in c.items() if k in keep}) for c in found["candidates"]],
+        chosen=found["chosen"], chosen_within_tolerance=found["chosen_within_tolerance"], seconds=result["seconds"])
 
 
 def load_analysis(folder: Path) -> dict | None:

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from quantlab.analyze.groups import FC_GROUPS, build_recipe, recipe_name, weight_share
+from quantlab.quantize.groups import FC_GROUPS, build_recipe, recipe_name, weight_share
 from quantlab.analyze.sensitivity import Bench
 from quantlab.check.qnn_rules import check_qnn
 from quantlab.compile.compiler import CompileFailed, compile_model

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from quantlab.analyze.groups import GROUPS, build_recipe
+from quantlab.quantize.groups import GROUPS, build_recipe
 from quantlab.calibration.capture import CapturePlan, token_windows
 from quantlab.calibration.ranges import load_ranges
 from quantlab.evaluate.evaluator import score
@@ -32,11 +32,11 @@ class Bench:
     tokens: int = 256
 
     def __post_init__(self) -> None:
-        from quantlab.calibration.texts import default_calibration_texts
+        from quantlab.texts import default_calibration_texts
 
         self.folder = Path(self.folder)
         self.fp32 = ArtifactSet(self.folder, "fp32")
-        self.fp32_path = self.folder / self.fp32.data["artifacts"]["fp32"]["path"]
+        self.fp32_path = self.fp32.path("fp32")
         self.qsvs, _ = load_ranges(self.folder)
         # The window after the 2 that calibration used by default: calibration-domain text the ranges never saw.
         wins = token_windows(self.fp32, default_calibration_texts(), CapturePlan(windows=3))

@@ -56,7 +56,7 @@ def token_windows(arts: ArtifactSet, texts: list[str], plan: CapturePlan) -> lis
         stream.extend(arts.encode(t)[1:])
         if len(stream) >= need:
             break
-    bos = arts.model_info["bos_token_id"]
+    bos = arts.model_info.bos_token_id
     return [[bos, *stream[s : s + length - 1]] for s in range(0, min(len(stream), need), length - 1)]
 
 

@@ -27,7 +27,7 @@ from quantlab.calibration.capture import CapturePlan, capture_window, token_wind
 from quantlab.calibration.hessians import HESSIAN_FILE, MAX_DIM, HessianAccumulator
 from quantlab.errors import UserError
 from quantlab.procmon import peak_rss_mb
-from quantlab.runtime.aeq_interpreters import interpreters_from_file
+from quantlab.aeq import interpreters_from_file, signature_keys
 from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet
 
@@ -56,11 +56,9 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
 
     from ai_edge_quantizer import calibrator, recipe_manager
 
-    from quantlab.quantize.recipes import load_recipe
-
     folder = Path(folder)
     arts = ArtifactSet(folder, "fp32")
-    main_path = folder / arts.data["artifacts"]["fp32"]["path"]
+    main_path = arts.path("fp32")
     wins = token_windows(arts, texts, plan)
     if not wins:
         raise UserError("the calibration text produced no tokens; pass text files with text in them")
@@ -73,8 +71,8 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     # A bare RecipeManager, not a Quantizer: the Quantizer parses the whole float model (4 GB for the 1B) only to
     # hold a recipe.
     recipes = recipe_manager.RecipeManager()
-    recipes.load_quantization_recipe(load_recipe("int16_w8"))
-    info, prefill_sig, fp32_sha = arts.model_info, arts.prefill_sig, arts.data["artifacts"]["fp32"]["sha256"]
+    recipes.load_quantization_recipe(_covering_recipe())
+    info, prefill_sig, fp32_sha = arts.model_info, arts.prefill_sig, arts.data.artifacts["fp32"].sha256
     table = embedding_table_range(arts)
     qsvs = None
     acc = HessianAccumulator(main_path) if hessians else None
@@ -109,7 +107,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
             acc.release()
         del data
         gc.collect()
-    align_shared_ranges(qsvs, main_path, info["num_layers"], table)
+    align_shared_ranges(qsvs, main_path, info.num_layers, table)
     if acc is not None:
         acc.save(folder / HESSIAN_FILE)
     meta = {
@@ -131,6 +129,13 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     return meta
 
 
+def _covering_recipe() -> list[dict]:
+    """A recipe with static activations on every op: the calibrator records ranges for the tensors it covers."""
+    from ai_edge_quantizer import recipe
+
+    return recipe.static_wi8_ai16()
+
+
 def align_shared_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int, table: tuple[float, float]) -> None:
     """Ranges that calibration alone does not decide (in place): each layer's K (and V) cache input and slice output
     get one range across both signatures; main's `embeddings` input covers the whole embedding table (`table`)."""
@@ -138,7 +143,7 @@ def align_shared_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int, ta
 
     with interpreters_from_file(xnnpack=False):
         utils = calibration_utils.CalibrationQsvAlignmentUtils(str(main_path))
-    sigs = list(utils._signature_runners)  # the public API takes signature names; this lists them
+    sigs = signature_keys(main_path)
     for i in range(n_layers):
         for names in ((layout.k_cache(i), layout.k_slice(i)), (layout.v_cache(i), layout.v_slice(i))):
             utils.align_quant_stats(qsvs, {s: list(names) for s in sigs})
@@ -148,7 +153,7 @@ def align_shared_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int, ta
 def embedding_table_range(arts: ArtifactSet) -> tuple[float, float]:
     """Min and max over every row the FP32 embedder can return (the whole vocabulary, one prefill call per chunk)."""
     emb, sig, t = arts.embedder, arts.prefill_sig, arts.host.prefill_len
-    vocab = int(arts.data["model"]["vocab_size"])
+    vocab = arts.model_info.vocab_size
     lo, hi = np.inf, -np.inf
     for start in range(0, vocab, t):
         ids = np.minimum(np.arange(start, start + t), vocab - 1).astype(np.int32)[None, :]
@@ -183,7 +188,7 @@ def load_ranges(folder: Path) -> tuple[dict[str, Any], dict]:
     body = json.loads(path.read_text())
     if body.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path} has format_version {body.get('format_version')}; re-run `quantlab calibrate`")
-    main_sha = manifest.load(folder)["artifacts"]["fp32"]["sha256"]
+    main_sha = manifest.load(folder).artifacts["fp32"].sha256
     if body["metadata"].get("main_sha256") != main_sha:
         raise UserError(f"{path} was made for another FP32 main; re-run `quantlab calibrate {folder}`")
     qsvs = body["model_qsvs"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quantlab import layout
 from quantlab.errors import UserError
 
 QUANT_OPS = {"QUANTIZE", "DEQUANTIZE"}
@@ -41,6 +42,8 @@ def read_ops(path: Path) -> list[Op]:
     from ai_edge_litert.tools import flatbuffer_utils
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder; pass a .tflite file (e.g. {path}/<name>_main_int8.tflite)")
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a .tflite file")
     try:
@@ -63,6 +66,31 @@ def read_ops(path: Path) -> list[Op]:
             outs = tuple(tensors[j] for j in op.outputs if j >= 0)
             ops.append(Op(sig, i, name, ins, outs))
     return ops
+
+
+def signature_io(path: Path) -> dict[str, tuple[dict[str, Tensor], dict[str, Tensor]]]:
+    """Per signature: (inputs, outputs) by their signature names, read from the flatbuffer (no interpreter: a 4 GB
+    main costs nothing to inspect)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    out = {}
+    for sd in model.signatureDefs or []:
+        sg = model.subgraphs[sd.subgraphIndex]
+        pick = lambda defs: {d.name.decode(): _tensor(sg.tensors[d.tensorIndex], model.buffers)  # noqa: E731
+                             for d in defs or []}
+        out[sd.signatureKey.decode()] = (pick(sd.inputs), pick(sd.outputs))
+    return out
+
+
+def io_dtypes(path: Path) -> dict[str, str]:
+    """dtype of a main's inputs and outputs by kind (embeddings, masks, rope, caches, logits), from decode: the
+    signature with logits."""
+    ins, outs = signature_io(path)[layout.DECODE]
+    pick = lambda t: t.dtype.lower()  # noqa: E731
+    return {"embeddings": pick(ins[layout.EMBEDDER_OUTPUT]), "masks": pick(ins["mask_global"]),
+            "rope": pick(ins["cos_global"]), "kv_cache": pick(ins[layout.k_cache(0)]),
+            "logits": pick(outs[layout.logits_names(outs)[0]])}
 
 
 def _tensor(t, buffers) -> Tensor:

@@ -18,6 +18,7 @@ from quantlab.compile.log_parse import RejectedOp, parse_log
 from quantlab.compile.qnn_libs import library_path
 from quantlab.compile.socs import resolve_soc
 from quantlab.errors import UserError
+from quantlab.manifest import CompileRecord
 from quantlab.procmon import run_measured
 
 DISPATCH_OP = "DISPATCH_OP"
@@ -49,14 +50,11 @@ class CompileResult:
     def fully_offloaded(self) -> bool:
         return all(c["ops_offloaded"] == c["ops_total"] for c in self.coverage.values())
 
-    def record(self) -> dict:
-        return {
-            "soc": self.soc, "bytes": self.bytes, "input_bytes": self.input_bytes,
-            "size_ratio": round(self.bytes / self.input_bytes, 3), "seconds": round(self.seconds, 1),
-            "peak_rss_mb": round(self.peak_rss_mb, 1), "weight_sharing": self.weight_sharing,
-            "coverage": self.coverage, "dispatch_ops": self.dispatch_ops,
-            "rejected": [r.as_dict() for r in self.rejected],
-        }
+    def record(self) -> CompileRecord:
+        return CompileRecord(
+            soc=self.soc, bytes=self.bytes, input_bytes=self.input_bytes, seconds=round(self.seconds, 1),
+            peak_rss_mb=round(self.peak_rss_mb, 1), weight_sharing=self.weight_sharing, coverage=self.coverage,
+            dispatch_ops=self.dispatch_ops, rejected=[r.as_dict() for r in self.rejected])
 
 
 def _plugin_paths() -> tuple[str, str]:

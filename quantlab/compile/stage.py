@@ -4,37 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantlab import manifest
-from quantlab.compile.compiler import CompileResult, compile_model
+from quantlab import artifacts, manifest
+from quantlab.compile.compiler import CompileFailed, CompileResult, compile_model
 from quantlab.compile.socs import resolve_soc
-
-
-def compiled_path(model: Path, soc: str) -> Path:
-    return model.with_name(f"{model.stem}_aot_{soc.lower()}.tflite")
+from quantlab.manifest import CompileRecord
 
 
 def compile_for_socs(model: Path, socs: list[str], out: Path | None = None, overwrite: bool = False,
                      weight_sharing: bool = True) -> list[CompileResult]:
-    """Compile `model` for each SoC (names checked before any work starts)."""
+    """Compile `model` for each SoC (names checked before any work starts); a failure raises CompileFailed after
+    the earlier SoCs' results are recorded."""
     socs = [resolve_soc(s) for s in socs]
     results = []
     for soc in socs:
-        res = compile_model(model, soc, out or compiled_path(model, soc), weight_sharing, overwrite)
-        _record(model, res)
+        try:
+            res = compile_model(model, soc, out or artifacts.aot_path(model, soc), weight_sharing, overwrite)
+        except CompileFailed as exc:
+            record(model, CompileRecord(soc=soc, failed=True, errors=exc.errors[:20]), None)
+            raise
+        record(model, res.record(), res.path)
         results.append(res)
     return results
 
 
-def _record(model: Path, res: CompileResult) -> None:
-    """Add the compiled file to the manifest of the folder `model` lives in, if that folder is an artifact set."""
-    folder = model.parent
-    if not (folder / manifest.MANIFEST).is_file() or res.path.parent != folder:
+def record(model: Path, rec: CompileRecord, compiled: Path | None) -> None:
+    """Add a compile result (and the compiled file) to the manifest of the folder `model` lives in, if that folder is an
+    artifact set holding `model`."""
+    folder = Path(model).parent
+    if not (folder / manifest.MANIFEST).is_file() or (compiled is not None and compiled.parent != folder):
         return
-    data = manifest.load(folder)
-    variant = next((k for k, a in data["artifacts"].items() if a.get("path") == model.name), model.stem)
-    key = f"{variant}_aot_{res.soc.lower()}"
-    data["artifacts"][key] = manifest.artifact_record(res.path, role="compiled", source_variant=variant,
-                                                      **res.record())
-    if variant in data["artifacts"]:  # the report's NPU table reads coverage from the variant's row
-        data["artifacts"][variant][f"npu_{res.soc.lower()}"] = res.record()
-    manifest.save(folder, data)
+    with manifest.edit(folder) as m:
+        variant = next((k for k, a in m.artifacts.items() if a.role == "main" and a.path == Path(model).name), None)
+        if variant is None:
+            return
+        m.artifacts[variant].compiled[rec.soc] = rec
+        key = artifacts.compiled_key(variant, rec.soc)
+        if compiled is None:
+            m.artifacts.pop(key, None)
+        else:
+            m.artifacts[key] = manifest.Artifact.of(compiled, "compiled", m.artifacts[variant].scheme,
+                                                    source=variant, soc=rec.soc)

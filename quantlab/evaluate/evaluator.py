@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from quantlab.errors import UserError
+from quantlab.manifest import Metrics
 from quantlab.evaluate.metrics import Accumulator
 from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer, Scorer, TorchScorer
 from quantlab.evaluate.speed import measure_speed_isolated
@@ -35,8 +36,8 @@ def make_reference(reference: str | None, arts: ArtifactSet) -> Scorer | None:
     if reference == "torch":
         from quantlab.models import load_model
 
-        return TorchScorer(load_model(arts.model_info["spec"]).model, arts.host.prefill_len)
-    mains = [k for k, a in arts.data["artifacts"].items() if a.get("role") == "main"]
+        return TorchScorer(load_model(arts.model_info.spec).model, arts.host.prefill_len)
+    mains = arts.data.mains()
     if reference in mains:
         return LiteRTScorer(ArtifactSet(arts.folder, reference, arts.num_threads))
     if Path(reference).is_dir():
@@ -74,15 +75,16 @@ def score(test: Scorer, ref: Scorer | None, wins: list[list[int]], quiet: bool =
 
 def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | None = None,
              max_tokens: int | None = None, decode_steps: int = 32, num_threads: int | None = None,
-             quiet: bool = False) -> dict:
-    """Measure one variant. `max_tokens` caps the text (None: all of it)."""
+             quiet: bool = False) -> Metrics:
+    """Measure one variant: perplexity on `text` (windows of the cache length, BOS first), KL / top-1 / worst logit
+    difference against `reference` (see make_reference), CPU speed and memory. `max_tokens` caps the text."""
     arts = ArtifactSet(Path(folder), variant, num_threads)
     ids = arts.encode(text)[1:]
     if max_tokens is not None:
         ids = ids[:max_tokens]
     if len(ids) < 2:
         raise UserError("the evaluation text has fewer than 2 tokens; pass a longer text")
-    bos = arts.model_info["bos_token_id"]
+    bos = arts.model_info.bos_token_id
     # Speed and the runtime's memory are measured in a fresh process on one prefill chunk of the default English
     # text (BOS + prefill_len - 1 tokens), then decode steps: comparable across variants and runs.
     speed = measure_speed_isolated(folder, variant, arts.host.prefill_len, decode_steps, num_threads)
@@ -93,15 +95,8 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     if ref is not None and n_tokens <= DETACH_REFERENCE_TOKENS:
         ref = CachedScorer(ref).detach(wins)
     metrics, test_s = score(LiteRTScorer(arts), ref, wins, quiet)
-    return {
-        "variant": variant,
-        "model": arts.model_info["name"],
-        "random_weights": arts.model_info["random_weights"],
-        "reference": reference,
-        "windows": len(wins),
-        "window_tokens": arts.host.cache_len,
-        **metrics,
-        "speed": {**speed, "scoring_prefill_tokens_per_s": n_tokens / test_s if test_s else 0.0},
-        "peak_rss_mb_runtime": round(rss_runtime, 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-    }
+    return Metrics(
+        variant=variant, model=arts.model_info.name, random_weights=arts.model_info.random_weights,
+        reference=reference, windows=len(wins), window_tokens=arts.host.cache_len, **metrics,
+        speed={**speed, "scoring_tokens_per_s": n_tokens / test_s if test_s else 0.0},
+        peak_rss_mb_runtime=round(rss_runtime, 1), peak_rss_mb=round(peak_rss_mb(), 1))

@@ -62,7 +62,7 @@ def _probe(argv: list[str]) -> None:
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     folder, variant, n_prompt, steps, threads = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
-    from quantlab.calibration.texts import default_eval_text
+    from quantlab.texts import default_eval_text
 
     arts = ArtifactSet(folder, variant, threads or None)
     ids = arts.encode(default_eval_text())[:n_prompt]

@@ -42,8 +42,8 @@ def tensor_errors(folder: Path, variant: str, text: str, chunk: int = 2, worst: 
     ids = arts.encode(text)[: min((chunk + 1) * t, arts.host.cache_len)]
     samples = [feed for sig, feed in capture_window(arts, ids) if sig == arts.prefill_sig]
     sample = samples[min(chunk, len(samples) - 1)]
-    fp = folder / arts.data["artifacts"]["fp32"]["path"]
-    qp = folder / arts.data["artifacts"][variant]["path"]
+    fp = arts.path("fp32")
+    qp = arts.path(variant)
     q = quantizer.Quantizer(str(fp), previous_quantized_model=str(qp))
     res = q.validate(test_data={arts.prefill_sig: [sample]}, error_metrics=[ValidationErrorMetric.SNR])
     r = res.get_signature_comparison_result(arts.prefill_sig)

@@ -2,24 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from quantlab.errors import UserError
-
-
-def read_text(path: Path) -> str:
-    """Read a UTF-8 text file; a missing or empty file is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"text file {path} does not exist; pass an existing UTF-8 .txt file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path} is not UTF-8 text; pass a UTF-8 .txt file") from None
-    if not text.strip():
-        raise UserError(f"{path} is empty; pass a file with some text in it")
-    return text
-
 
 def windows(token_ids: list[int], bos: int, window: int) -> list[list[int]]:
     """Non-overlapping windows of at most `window` tokens: BOS + up to window - 1 text tokens.

@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from quantlab import manifest
+from quantlab import artifacts, layout, manifest
 from quantlab.atomic import atomic_path, check_writable
-from quantlab import layout
 from quantlab.export.npu_main import Embedder, NpuGemma3Main, sample_main_inputs
 from quantlab.export.hadamard import BLOCK, hadamard_fcs, unhadamard
 from quantlab.export.rotate import unrotate
 from quantlab.models.loaded import LoadedModel
 from quantlab.progress import Stage
 from quantlab.runtime.host_inputs import host_params_from_model
-
-
-def embedder_path(out: Path, name: str) -> Path:
-    return out / f"{name}_embedder_fp32.tflite"
-
-
-def main_path(out: Path, name: str, variant: str = "fp32") -> Path:
-    return out / f"{name}_main_{variant}.tflite"
 
 
 def _convert(module: torch.nn.Module, signatures: dict[str, dict], path: Path) -> None:
@@ -42,25 +33,25 @@ def _convert(module: torch.nn.Module, signatures: dict[str, dict], path: Path) -
     del edge
 
 
-def model_record(loaded: LoadedModel) -> dict[str, Any]:
+def model_record(loaded: LoadedModel) -> manifest.ModelRecord:
     cfg = loaded.config
-    return {
-        "name": loaded.name,
+    return manifest.ModelRecord(
+        name=loaded.name,
         # An absolute path, so `eval --reference torch` can reload the model from anywhere.
-        "spec": str(Path(loaded.spec).resolve()) if Path(loaded.spec).exists() else loaded.spec,
-        "source": loaded.source,
-        "random_weights": loaded.random_weights,
-        "num_layers": cfg.num_hidden_layers,
-        "layer_types": list(cfg.layer_types),
-        "hidden_size": cfg.hidden_size,
-        "num_heads": cfg.num_attention_heads,
-        "num_kv_heads": cfg.num_key_value_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab_size,
-        "bos_token_id": cfg.bos_token_id,
-        "eos_token_ids": _eos_ids(loaded),
-        "pad_token_id": cfg.pad_token_id,
-    }
+        spec=str(Path(loaded.spec).resolve()) if Path(loaded.spec).exists() else loaded.spec,
+        source=loaded.source,
+        random_weights=loaded.random_weights,
+        num_layers=cfg.num_hidden_layers,
+        layer_types=list(cfg.layer_types),
+        hidden_size=cfg.hidden_size,
+        num_heads=cfg.num_attention_heads,
+        num_kv_heads=cfg.num_key_value_heads,
+        head_dim=cfg.head_dim,
+        vocab_size=cfg.vocab_size,
+        bos_token_id=cfg.bos_token_id,
+        eos_token_ids=_eos_ids(loaded),
+        pad_token_id=cfg.pad_token_id,
+    )
 
 
 def _eos_ids(loaded: LoadedModel) -> list[int]:
@@ -75,7 +66,7 @@ def _eos_ids(loaded: LoadedModel) -> list[int]:
 
 def _windows(loaded: LoadedModel, config: layout.ExportConfig, texts: list[str] | None) -> list[list[int]]:
     """2 cache-length windows (BOS first) of `texts`, default the calibration texts: what transforms measure on."""
-    from quantlab.calibration.texts import default_calibration_texts
+    from quantlab.texts import default_calibration_texts
 
     stream: list[int] = []
     for t in texts or default_calibration_texts():
@@ -124,14 +115,15 @@ def _export_both(loaded: LoadedModel, config: layout.ExportConfig, emb_path: Pat
 
 
 def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, overwrite: bool = False,
-                 smooth_texts: list[str] | None = None) -> dict:
+                 smooth_texts: list[str] | None = None) -> manifest.Manifest:
     """Export `loaded` into `out`; returns the manifest. Refuses to replace existing files unless `overwrite`.
 
     With `config.smooth_alpha` > 0 the PyTorch model is first smoothed in place (on `smooth_texts`, default the
     calibration texts); the model is then no longer the one loaded, so reload it for any other use. The rotation
     (`config.rotate`) is measured on the same texts and undone after the export, as are `config.hadamard`'s."""
     out = Path(out)
-    emb_path, main_fp32 = embedder_path(out, loaded.name), main_path(out, loaded.name)
+    emb_path = out / artifacts.embedder_file(loaded.name, "fp32")
+    main_fp32 = out / artifacts.main_file(loaded.name, "fp32")
     for p in (emb_path, main_fp32, out / manifest.MANIFEST):
         check_writable(p, overwrite)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,19 +152,18 @@ def export_model(loaded: LoadedModel, out: Path, config: layout.ExportConfig, ov
     tok_dir = out / manifest.TOKENIZER_DIR
     loaded.tokenizer.save_pretrained(str(tok_dir))
     host = host_params_from_model(loaded.model, config.cache_len, config.prefill_len)
-    data = {
-        "model": model_record(loaded),
-        "host": manifest.host_record(host),
-        "signatures": sigs,
-        "smoothing": smoothing,
-        "rotation": rotation,
-        "hadamard": {"block": BLOCK} if config.hadamard else None,
-        "artifacts": {
-            "embedder_fp32": manifest.artifact_record(emb_path, role="embedder", scheme="fp32", io_dtype="float32"),
-            "fp32": manifest.artifact_record(main_fp32, role="main", scheme="fp32", io_dtype="float32"),
+    floats = {"io": "float32"}
+    data = manifest.Manifest(
+        model=model_record(loaded),
+        export=manifest.ExportRecord(
+            prefill_len=config.prefill_len, cache_len=config.cache_len, signatures=sigs, smoothing=smoothing,
+            rotation=rotation, hadamard={"block": BLOCK} if config.hadamard else None, seconds=timings),
+        host=dataclasses.asdict(host),
+        artifacts={
+            artifacts.embedder_key("fp32"): manifest.Artifact.of(emb_path, "embedder", "fp32", io_dtype=floats),
+            "fp32": manifest.Artifact.of(main_fp32, "main", "fp32", io_dtype=floats),
         },
-        "timings_s": {"export": timings},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
     manifest.save(out, data)
     return data

@@ -1,37 +1,41 @@
-"""The lab's options, frozen and validated before anything runs."""
+"""The lab's options, frozen and validated before anything runs: every scheme parsed, every input file read."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from quantlab.compile.socs import resolve_soc
 from quantlab.errors import UserError
-from quantlab.quantize.recipes import DEFAULT_SCHEMES, SCHEMES
+from quantlab.lab.state import STATE_FILE
+from quantlab.quantize.embedder import check_choice
+from quantlab.quantize.schemes import DEFAULT_SCHEMES, Scheme, parse_all
+from quantlab.texts import load_texts, read_text
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Options of `quantlab run`.
 
-    schemes: int8 and/or int16_w8 (or recipe .json files). socs: Snapdragon SoCs to compile for; empty skips the
-    compile stage. eval_tokens: evaluation text scored (default one full cache window, so every position is covered).
-    calib_windows: calibration windows of the cache length (2 cover every position twice; more narrows the ranges'
-    sampling noise at a minute or so each on the 270M). analyze: run the mixed-precision search and build its chosen
-    recipe as a third variant (tolerance: allowed perplexity ratio to fp32 on calibration-domain text;
-    analyze_tokens: tokens scored per candidate). smooth_alpha: SmoothQuant scale migration before export (0: none).
-    rotate: massive residual channels spread by a rotation before export (default 1; 0: none; see ExportConfig).
-    hadamard: block-Hadamard rotations around the fully-connected layers (for int8 activations on them; ExportConfig).
-    embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the
-    270M) or `fp32` (see quantlab/quantize/embedder.py).
-    per_op: per-tensor SNR of each quantized variant in the evaluate stage; it keeps every tensor of the FP32 and the
-    quantized main for one call, which the 1B shape cannot afford in 24 GB (turn it off there).
+    schemes: shipped names, searched names or recipe .json files (quantlab/quantize/schemes.py), parsed into
+    `Scheme`s here. socs: Snapdragon SoCs to compile for; empty skips the compile stage. eval_tokens: evaluation text
+    scored (default one full cache window, so every position is covered). calib_windows: calibration windows of the
+    cache length (2 cover every position twice; more narrows the ranges' sampling noise at a minute or so each on the
+    270M). analyze: run the mixed-precision search and build its chosen recipe as another variant (tolerance: allowed
+    perplexity ratio to fp32 on calibration-domain text; analyze_tokens: tokens scored per candidate; search_soc: the
+    SoC every candidate must compile for). smooth_alpha, rotate, hadamard: function-preserving transforms before
+    export (see ExportConfig). embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4×
+    smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
+    it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
     """
 
     model: str = "gemma3-270m"
     out: Path = Path("out")
-    schemes: tuple[str, ...] = DEFAULT_SCHEMES
+    schemes: tuple[Scheme, ...] = ()
     socs: tuple[str, ...] = ("SM8750",)
     calib_texts: tuple[Path, ...] = ()
     eval_text: Path | None = None
@@ -45,40 +49,40 @@ class RunConfig:
     analyze: bool = True
     tolerance: float = 1.05
     analyze_tokens: int = 256
+    search_soc: str = "SM8750"
     smooth_alpha: float = 0.0
     rotate: int = 1
     hadamard: bool = False
     per_op: bool = True
     embedder: str = "int8"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.schemes:
-            raise UserError("--schemes is empty; choose from int8, int16_w8 or recipe .json files")
-        for s in self.schemes:
-            if s not in SCHEMES and not (s.endswith(".json") and Path(s).is_file()):
-                raise UserError(f"unknown scheme {s!r}; choose from {', '.join(SCHEMES)} or an existing recipe .json")
-        from quantlab.quantize.embedder import embedder_key
-
-        embedder_key(self.embedder)  # an unknown choice is a UserError naming the choices
+        object.__setattr__(self, "schemes", parse_all(tuple(self.schemes) or DEFAULT_SCHEMES))
+        object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "socs", tuple(resolve_soc(s) for s in self.socs))
-        for p in (*self.calib_texts, *([self.eval_text] if self.eval_text else [])):
-            if not Path(p).is_file():
-                raise UserError(f"text file {p} does not exist; pass an existing .txt or .jsonl file")
-            if not Path(p).read_text(errors="replace").strip():
-                raise UserError(f"text file {p} is empty; pass a file with text in it")
-        if self.tolerance < 1.0:
-            raise UserError(f"--tolerance must be at least 1.0 (a perplexity ratio), got {self.tolerance}")
-        if self.analyze_tokens < 2:
-            raise UserError(f"analyze_tokens must be at least 2, got {self.analyze_tokens}")
+        object.__setattr__(self, "search_soc", resolve_soc(self.search_soc))
+        object.__setattr__(self, "calib_texts", tuple(Path(p) for p in self.calib_texts))
+        check_choice(self.embedder)
+        if self.calib_texts:
+            load_texts(list(self.calib_texts))  # existence, encoding, .jsonl lines: all before the first step
+        if self.eval_text is not None:
+            object.__setattr__(self, "eval_text", Path(self.eval_text))
+            read_text(self.eval_text)
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file; pass a folder (new, or a quantlab run folder to resume)")
+        if (self.out.is_dir() and any(self.out.iterdir()) and not (self.out / STATE_FILE).is_file()
+                and not self.overwrite):
+            raise UserError(f"{self.out} exists and is not a quantlab run folder; pass --overwrite or choose another --out")
+        _check_model(self.model)
+        for name, low in (("tolerance", 1.0), ("analyze_tokens", 2), ("calib_windows", 1), ("decode_steps", 1)):
+            if getattr(self, name) < low:
+                raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        if self.eval_tokens is not None and self.eval_tokens < 2:
+            raise UserError(f"--eval-tokens must be at least 2, got {self.eval_tokens}")
         try:
             self.export_config()
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        if self.calib_windows < 1:
-            raise UserError(f"--calib-windows must be at least 1, got {self.calib_windows}")
-        if self.eval_tokens is not None and self.eval_tokens < 2:
-            raise UserError(f"--eval-tokens must be at least 2, got {self.eval_tokens}")
 
     def export_config(self):
         """The ExportConfig these options ask for (raises ValueError naming the fix)."""
@@ -87,9 +91,30 @@ class RunConfig:
         return ExportConfig(prefill_len=self.prefill_len, cache_len=self.cache_len, smooth_alpha=self.smooth_alpha,
                             rotate=self.rotate, hadamard=self.hadamard)
 
+    def digest(self, name: str) -> Any:
+        """What field `name` contributes to a cache key: its value, with files by content and the model by identity."""
+        value = getattr(self, name)
+        if name == "model":
+            p = Path(value)
+            return [str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] if p.exists() else value
+        if name == "schemes":
+            return [(s.name, s.digest) for s in value]
+        if isinstance(value, Path) or (isinstance(value, tuple) and value and isinstance(value[0], Path)):
+            paths = value if isinstance(value, tuple) else (value,)
+            return hashlib.sha256(b"".join(Path(p).read_bytes() for p in paths)).hexdigest()[:16]
+        return json.loads(json.dumps(value, default=str))
 
-def text_digest(paths: tuple[Path, ...]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(p).read_bytes())
-    return h.hexdigest()[:16] if paths else "default"
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# Fields that change where or how the lab runs, not what it makes: in no stage's key.
+NOT_INPUTS = frozenset({"out", "overwrite"})
+
+
+def _check_model(spec: str) -> None:
+    """`--model` names something loadable: a named model, a Hugging Face folder whose config is a Gemma3 text model,
+    or a readable Gemma3 .gguf. Reads only the config or the header (cheap)."""
+    from quantlab.models.registry import check_spec
+
+    check_spec(spec)

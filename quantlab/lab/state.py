@@ -15,7 +15,7 @@ from typing import Any
 from quantlab.atomic import write_text
 
 STATE_FILE = ".quantlab-run.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: step keys from declared stage inputs (lab/stages.py)
 
 
 def key_of(*parts: Any) -> str:

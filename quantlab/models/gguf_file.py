@@ -23,16 +23,22 @@ def gguf_architecture(path: Path) -> str:
         raise UserError(f"{path} is not a readable GGUF file ({type(exc).__name__}); pass a valid .gguf") from None
 
 
-def load_gguf(path: Path, spec: str, name: str | None = None) -> LoadedModel:
-    """Load `path`, checking first that it holds a Gemma3 model."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
+def check_gguf(path: Path) -> None:
+    """UserError unless `path` is a readable GGUF file of a Gemma3 model (reads the header only)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} does not exist; pass a .gguf file, a Hugging Face folder, or a named model")
     arch = gguf_architecture(path)
     if arch != "gemma3":
         raise UserError(f"{path} holds a {arch!r} model; quantlab accepts {ACCEPTED}")
+
+
+def load_gguf(path: Path, spec: str, name: str | None = None) -> LoadedModel:
+    """Load `path`, checking first that it holds a Gemma3 model."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    check_gguf(path)
     folder, fname = str(path.parent), path.name
     try:
         config = AutoConfig.from_pretrained(folder, gguf_file=fname)

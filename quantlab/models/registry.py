@@ -7,8 +7,8 @@ from typing import Callable
 
 from quantlab.errors import UserError
 from quantlab.models.bundled import NAME as BUNDLED, load_bundled
-from quantlab.models.gguf_file import load_gguf
-from quantlab.models.hf_dir import load_hf_dir
+from quantlab.models.gguf_file import check_gguf, load_gguf
+from quantlab.models.hf_dir import load_hf_dir, read_hf_config
 from quantlab.models.loaded import LoadedModel
 from quantlab.models.random_weights import SHAPES, load_random
 
@@ -32,6 +32,21 @@ def load_model(spec: str) -> LoadedModel:
     if path.exists():
         raise UserError(f"{spec} is neither a Hugging Face folder nor a .gguf file; {_accepted()}")
     raise UserError(f"model {spec!r} not found; {_accepted()}")
+
+
+def check_spec(spec: str) -> None:
+    """What `load_model(spec)` would refuse, found cheaply (a folder's config.json, a GGUF's header; no weights)."""
+    if spec in _NAMED:
+        return
+    path = Path(spec)
+    if path.is_dir():
+        read_hf_config(path)
+    elif path.suffix == ".gguf" and path.is_file():
+        check_gguf(path)
+    elif path.exists():
+        raise UserError(f"{spec} is neither a Hugging Face folder nor a .gguf file; {_accepted()}")
+    else:
+        raise UserError(f"model {spec!r} not found; {_accepted()}")
 
 
 def _accepted() -> str:

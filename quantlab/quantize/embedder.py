@@ -15,47 +15,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quantlab import manifest
+from quantlab import artifacts, manifest
 from quantlab.atomic import atomic_path
 from quantlab.errors import UserError
-from quantlab.quantize.recipes import load_recipe
 
 EMBEDDERS = ("int8", "fp32")
 # The recipe that makes the int8 embedder (weight-only: the lookup has no activation to calibrate).
 EMBEDDER_SCHEME = "dynamic_int8"
 
 
-def embedder_key(choice: str) -> str:
-    """The manifest key of an embedder choice."""
+def check_choice(choice: str) -> str:
+    """`choice` if it is an embedder quantlab makes, else a UserError naming the choices."""
     if choice not in EMBEDDERS:
         raise UserError(f"unknown embedder {choice!r}; choose one of {', '.join(EMBEDDERS)}")
-    return f"embedder_{choice}"
+    return choice
 
 
-def ensure_embedder(folder: Path, choice: str, remake: bool = False) -> dict:
-    """The record of the `choice` embedder in `folder` (its manifest key under "key"), made from the FP32 one if it is
-    not there yet, or again if `remake`."""
-    key = embedder_key(choice)
+def ensure_embedder(folder: Path, choice: str, remake: bool = False) -> str:
+    """The manifest key of the `choice` embedder in `folder`, made from the FP32 one if it is not there yet, or again
+    if `remake`."""
+    key = artifacts.embedder_key(check_choice(choice))
     data = manifest.load(folder)
-    rec = data["artifacts"].get(key)
-    if rec is not None and (folder / rec["path"]).is_file() and not (remake and key != "embedder_fp32"):
-        return {**rec, "key": key}
-    src = folder / data["artifacts"]["embedder_fp32"]["path"]
-    out = folder / f"{data['model']['name']}_{key}.tflite"
+    rec = data.artifacts.get(key)
+    if rec is not None and (folder / rec.path).is_file() and not (remake and choice != "fp32"):
+        return key
+    src = folder / data.artifact(artifacts.embedder_key("fp32")).path
+    out = folder / artifacts.embedder_file(data.model.name, choice)
     quantize_embedder(src, out)
-    data = manifest.load(folder)  # re-read: another stage may have written meanwhile
-    rec = data["artifacts"][key] = manifest.artifact_record(out, role="embedder", scheme=EMBEDDER_SCHEME,
-                                                            io_dtype="float32", source=src.name)
-    manifest.save(folder, data)
-    return {**rec, "key": key}
+    record = manifest.Artifact.of(out, "embedder", EMBEDDER_SCHEME, io_dtype={"io": "float32"},
+                                  source=artifacts.embedder_key("fp32"))
+    with manifest.edit(folder) as m:
+        m.artifacts[key] = record
+    return key
 
 
 def quantize_embedder(src: Path, out: Path) -> None:
     """Write the int8-table embedder of the FP32 embedder `src` to `out` (atomically)."""
     from ai_edge_quantizer import quantizer
 
-    from quantlab.runtime.aeq_interpreters import interpreters_from_file
+    from quantlab.aeq import interpreters_from_file
+    from quantlab.quantize.schemes import parse
 
-    q = quantizer.Quantizer(str(src), load_recipe(EMBEDDER_SCHEME))
+    q = quantizer.Quantizer(str(src), parse(EMBEDDER_SCHEME).recipe)
     with atomic_path(out) as tmp, interpreters_from_file(xnnpack=False, buffer_of=src):
         q.quantize(enable_progress_bar=False, enable_progress_report=False, serialize_to_path=str(tmp))

@@ -6,6 +6,9 @@ import base64
 import io
 
 from quantlab.report.rows import VariantRow, pareto_front
+from quantlab.report.verdict import grade
+
+WIDTH = 6.4  # inches at 110 dpi: 700 px, the report page's text width
 
 
 def _png(fig) -> str:
@@ -26,19 +29,27 @@ def _plt():
     return plt
 
 
+def _plotted(rows: list[VariantRow]) -> tuple[list[VariantRow], str]:
+    """Rows worth a point on an accuracy axis, and a note naming those left off: one unusable variant (perplexity
+    ×10⁷) would flatten every other point on a log axis."""
+    off = [r for r in rows if grade(r) == "unusable"]
+    note = f" ({', '.join(r.variant for r in off)}: unusable, off scale)" if off else ""
+    return [r for r in rows if r.perplexity is not None and r not in off], note
+
+
 def size_vs_perplexity(rows: list[VariantRow]) -> str | None:
-    pts = [r for r in rows if r.perplexity is not None]
+    pts, note = _plotted(rows)
     if not pts:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6))
     for r in pts:
         ax.scatter(r.shipped_mb, r.perplexity, s=60)
         ax.annotate(r.variant, (r.shipped_mb, r.perplexity), textcoords="offset points", xytext=(6, 4))
     ax.set_xlabel("shipped size: main + its embedder (MB)")
     ax.set_ylabel("perplexity (log scale)")
     ax.set_yscale("log")
-    ax.set_title("Size vs perplexity (lower left is better)")
+    ax.set_title("Size vs perplexity (lower left is better)" + note, fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -48,7 +59,7 @@ def speed(rows: list[VariantRow]) -> str | None:
     if not pts:
         return None
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 3.0))
     names = [r.variant for r in pts]
     axes[0].bar(names, [r.prefill_tps for r in pts], color="#4c72b0")
     axes[0].set_title("CPU prefill tokens/s")
@@ -65,7 +76,7 @@ def per_layer_error(rows: list[VariantRow]) -> str | None:
     if not pts:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     for r in pts:
         layers = sorted(r.per_layer_db)
         ax.plot(layers, [r.per_layer_db[i] for i in layers], marker="o", label=r.variant)
@@ -79,29 +90,31 @@ def per_layer_error(rows: list[VariantRow]) -> str | None:
 
 
 def by_position(rows: list[VariantRow]) -> str | None:
-    pts = [r for r in rows if r.by_position and "kl" in r.by_position[0]]
+    usable, note = _plotted(rows)
+    pts = [r for r in usable if r.by_position and "kl" in r.by_position[0]]
     if not pts:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
     for r in pts:
         ax.plot([b["from"] for b in r.by_position], [b["kl"] for b in r.by_position], marker="o", label=r.variant)
     ax.set_xlabel("position in the window (128-token buckets)")
     ax.set_ylabel("KL vs FP32 (log)")
     ax.set_yscale("log")
-    ax.set_title("Accuracy by position (late positions must not degrade)")
+    ax.set_title("Accuracy by position (late positions must not degrade)" + note, fontsize=10)
     ax.legend()
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
 def pareto(rows: list[VariantRow]) -> str | None:
-    pts = [r for r in rows if r.ppl_delta_pct is not None]
+    usable, note = _plotted(rows)
+    pts = [r for r in usable if r.ppl_delta_pct is not None]
     if len(pts) < 2:
         return None
     front = {r.variant for r in pareto_front(rows)}
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     for r in pts:
         on = r.variant in front
         ax.scatter(100 * r.int8_fc_share, max(r.ppl_delta_pct, 1e-2), s=30 + r.mb / 10,
@@ -111,23 +124,23 @@ def pareto(rows: list[VariantRow]) -> str | None:
     ax.set_xlabel("FC weights with int8 activations (%)")
     ax.set_ylabel("perplexity increase vs FP32 (%, log)")
     ax.set_yscale("log")
-    ax.set_title("Pareto front in red (right and low is better; marker area ~ size)")
+    ax.set_title("Pareto front in red (right and low is better; marker area ~ size)" + note, fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
-def sensitivity(analysis: dict | None) -> str | None:
+def sensitivity(analysis) -> str | None:
     if not analysis:
         return None
-    rows = analysis["sensitivity"]["rows"]
+    rows = analysis.rows
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 3.4))
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4))
     x = range(len(rows))
-    base = analysis["sensitivity"]["all_int16"]["kl"]
-    ax.bar([i - 0.2 for i in x], [r["kl_8"] for r in rows], width=0.4, label="group at int8", color="#dd8452")
-    ax.bar([i + 0.2 for i in x], [r["kl_float"] for r in rows], width=0.4, label="group float", color="#55a868")
+    base = analysis.all_int16["kl"]
+    ax.bar([i - 0.2 for i in x], [r.kl_8 for r in rows], width=0.4, label="group at int8", color="#dd8452")
+    ax.bar([i + 0.2 for i in x], [r.kl_float for r in rows], width=0.4, label="group float", color="#55a868")
     ax.axhline(base, color="grey", ls="--", lw=1, label="all int16")
-    ax.set_xticks(list(x), [r["group"] for r in rows], rotation=30, ha="right")
+    ax.set_xticks(list(x), [r.group for r in rows], rotation=30, ha="right")
     ax.set_ylabel("KL vs FP32 (log)")
     ax.set_yscale("log")
     ax.set_title("One group changed, the rest int16")

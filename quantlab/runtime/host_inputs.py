@@ -30,6 +30,12 @@ class HostParams:
         if self.sliding_window < 1:
             raise ValueError(f"sliding_window must be positive, got {self.sliding_window}")
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "HostParams":
+        """From the manifest's `host` record (JSON lists back to tuples)."""
+        return cls(**{**raw, "inv_freq_global": tuple(raw["inv_freq_global"]),
+                      "inv_freq_local": tuple(raw["inv_freq_local"])})
+
     def rope(self, positions: np.ndarray, local: bool) -> tuple[np.ndarray, np.ndarray]:
         """cos, sin of shape [1, T, head_dim] for `positions` (transformers' cat(freqs, freqs) layout)."""
         inv = np.asarray(self.inv_freq_local if local else self.inv_freq_global, dtype=np.float32)

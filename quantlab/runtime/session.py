@@ -14,9 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
-from quantlab import manifest
+from quantlab import layout, manifest
+from quantlab.artifacts import embedder_key
 from quantlab.errors import UserError
-from quantlab import layout
+from quantlab.runtime.host_inputs import HostParams
 from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.sampling import Sampler, SamplerConfig
 
@@ -30,6 +31,8 @@ class Generation:
     decode_s: float
     decode_calls: int
     stop_reason: str
+    model: str = ""
+    random_weights: bool = False
 
     @property
     def prefill_tps(self) -> float:
@@ -51,42 +54,42 @@ class ArtifactSet:
     folder: Path
     variant: str = "fp32"
     num_threads: int | None = None
-    data: dict = field(init=False)
+    data: manifest.Manifest = field(init=False)
 
     def __post_init__(self) -> None:
         from transformers import AutoTokenizer
 
         self.folder = Path(self.folder)
         self.data = manifest.load(self.folder)
-        arts = self.data["artifacts"]
-        mains = sorted(k for k, a in arts.items() if a.get("role") == "main")
+        mains = sorted(self.data.mains())
         if self.variant not in mains:
             raise UserError(f"variant {self.variant!r} is not in {self.folder}; available: {', '.join(mains)}")
-        self.host = manifest.host_params(self.data)
-        self.model_info = self.data["model"]
+        self.host = HostParams.from_dict(self.data.host)
+        self.model_info = self.data.model
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / manifest.TOKENIZER_DIR))
         self.prefill_sig = layout.prefill_signature(self.host.prefill_len)
 
     @property
     def embedder_key(self) -> str:
-        """The embedder this main ships with: its record's `embedder` (a compiled main: its source's), else FP32."""
-        arts = self.data["artifacts"]
-        rec = arts[self.variant]
-        rec = arts.get(rec.get("source_variant"), rec)
-        return rec.get("embedder", "embedder_fp32")
+        """The embedder this main ships with (the FP32 main: the FP32 embedder)."""
+        return self.data.artifacts[self.variant].embedder or embedder_key("fp32")
+
+    def path(self, key: str) -> Path:
+        """The file of artifact `key` of this folder."""
+        return self.folder / self.data.artifact(key).path
 
     @cached_property
     def embedder(self) -> LiteRTModel:
-        return LiteRTModel(self.folder / self.data["artifacts"][self.embedder_key]["path"], self.num_threads)
+        return LiteRTModel(self.path(self.embedder_key), self.num_threads)
 
     @cached_property
     def main(self) -> LiteRTModel:
-        return LiteRTModel(self.folder / self.data["artifacts"][self.variant]["path"], self.num_threads)
+        return LiteRTModel(self.path(self.variant), self.num_threads)
 
     def encode(self, text: str) -> list[int]:
         """Token ids with BOS first (Gemma3 needs it: without it perplexity rises ~6x)."""
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
-        return [self.model_info["bos_token_id"], *ids]
+        return [self.model_info.bos_token_id, *ids]
 
     def session(self) -> "Session":
         return Session(self)
@@ -97,7 +100,7 @@ class Session:
 
     def __init__(self, arts: ArtifactSet) -> None:
         self.arts = arts
-        self.n_layers = arts.model_info["num_layers"]
+        self.n_layers = arts.model_info.num_layers
         dec_in = arts.main.inputs[layout.DECODE]
         self.cache_specs = {n: dec_in[n] for n in dec_in if n.startswith(("k_cache_", "v_cache_"))}
         self.reset()
@@ -113,7 +116,7 @@ class Session:
     def inputs(self, sig: str, tokens: list[int], t: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """main's inputs for up to `t` tokens at the current position: (float values, caches in the model's dtype)."""
         arts, n = self.arts, len(tokens)
-        padded = np.full((1, t), arts.model_info["pad_token_id"], np.int32)
+        padded = np.full((1, t), arts.model_info.pad_token_id, np.int32)
         padded[0, :n] = tokens
         emb = arts.embedder.run(sig, {layout.EMBEDDER_INPUT: padded})[layout.EMBEDDER_OUTPUT]
         return {"embeddings": emb, **arts.host.main_inputs(self.pos, t)}, self.caches
@@ -187,7 +190,7 @@ def generate(arts: ArtifactSet, prompt: str, max_new_tokens: int = 32,
     sess = arts.session()
     ids = arts.encode(prompt)
     pick = Sampler(sampler)
-    eos = set(arts.model_info["eos_token_ids"])
+    eos = set(arts.model_info.eos_token_ids)
     t0 = time.perf_counter()
     logits = sess.prefill(ids)
     t1 = time.perf_counter()
@@ -209,4 +212,5 @@ def generate(arts: ArtifactSet, prompt: str, max_new_tokens: int = 32,
         calls += 1
     t2 = time.perf_counter()
     text = arts.tokenizer.decode(out, skip_special_tokens=True)
-    return Generation(text, out, len(ids), t1 - t0, t2 - t1, calls, reason)
+    return Generation(text, out, len(ids), t1 - t0, t2 - t1, calls, reason, arts.model_info.name,
+                      arts.model_info.random_weights)

@@ -1,21 +1,38 @@
-"""`quantlab run` end to end on the tiny random Gemma3: artifacts, report, resume, bad inputs, interruption."""
+"""`quantlab run` end to end on the tiny random Gemma3: artifacts, report, resume, what re-runs when an option
+changes, bad inputs caught before any work, interruption."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 
 import pytest
 
-from quantlab import cli
+from quantlab import cli, manifest
+from quantlab.errors import UserError
+from quantlab.lab.config import NOT_INPUTS, RunConfig
+from quantlab.lab.pipeline import Lab
+from tests.e2e.conftest import run_cli
 
 TINY = ["--model", "tiny-random", "--prefill-len", "8", "--cache-len", "64"]
+TINY_CFG = dict(model="tiny-random", prefill_len=8, cache_len=64)
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab") / "run"
-    assert cli.main(["run", *TINY, "--out", str(out)]) == 0
+    res = run_cli(["run", *TINY, "--out", str(out)])
+    assert res.rc == 0, res.err[-3000:]
     return out
+
+
+@pytest.fixture
+def lab_copy(lab, tmp_path):
+    """A copy of the finished run, for tests that change it (the module's run stays as it was)."""
+    dst = tmp_path / "run"
+    shutil.copytree(lab, dst)
+    return dst
 
 
 def test_layout_and_manifest(lab):
@@ -25,105 +42,198 @@ def test_layout_and_manifest(lab):
               "tiny-random_main_int16_w8_aot_sm8750.tflite", "calibration.json", "manifest.json", "report.md",
               "report.html", "tokenizer"):
         assert f in names, f
-    data = json.loads((lab / "manifest.json").read_text())
-    assert data["format_version"] == 1 and data["versions"]["litert-torch"] == "0.10.0"
+    data = manifest.load(lab)
+    assert data.format_version == manifest.FORMAT_VERSION and data.versions["litert-torch"] == "0.10.0"
     for v in ("fp32", "int8", "int16_w8"):
-        a = data["artifacts"][v]
-        assert a["metrics"]["perplexity"] > 0 and a["metrics"]["speed"]["decode_tokens_per_s"] > 0
-        assert a["check"]["violations"] == []
-    assert data["artifacts"]["int8"]["npu_sm8750"]["coverage"]["decode"]["partitions"] == 1
-    assert set(data["timings_s"]["lab"]) >= {"export", "calibrate", "quantize", "check", "compile", "evaluate"}
+        a = data.artifacts[v]
+        assert a.metrics.perplexity > 0 and a.metrics.speed["decode_tokens_per_s"] > 0
+        assert a.check.violations == []
+    assert data.artifacts["int8"].compiled["SM8750"].coverage["decode"]["partitions"] == 1
+    assert data.artifacts["int8_aot_sm8750"].source == "int8"
+    assert set(data.timings) >= {"export", "calibrate", "quantize", "check", "compile", "evaluate"}
 
 
 def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
-    """The analyze stage chose a recipe that compiles fully; the lab built it as a third variant named for it."""
-    analysis = json.loads((lab / "analysis.json").read_text())
-    search = analysis["search"]
-    chosen = next(c for c in search["candidates"] if c["name"] == search["chosen"])
-    assert chosen["fully_offloaded"] and chosen["qnn_rule_violations"] == 0 and chosen["int8_groups"]
+    """The analyze stage chose a recipe that compiles fully; the lab built it as a variant named for it."""
+    from quantlab.quantize.schemes import parse
+
+    data = manifest.load(lab)
+    a = data.analysis
+    chosen = next(c for c in a.candidates if c.name == a.chosen)
+    assert chosen.fully_offloaded and chosen.qnn_rule_violations == 0 and chosen.int8_groups
     # every op group has a row, each measured (KL is a real number, not a placeholder)
-    assert {r["group"] for r in analysis["sensitivity"]["rows"]} >= {"attention", "norms", "lm_head", "mlp_down"}
-    assert all(r["kl_8"] > 0 for r in analysis["sensitivity"]["rows"])
-    recipe = lab / "recipes" / f"{search['chosen']}.json"
-    from quantlab.quantize.recipes import load_recipe, variant_name
-
-    assert load_recipe(str(recipe)) == chosen["recipe"] and variant_name(str(recipe)) == search["chosen"]
-    assert analysis["format_version"] == 1
-    data = json.loads((lab / "manifest.json").read_text())
-    art = data["artifacts"][search["chosen"]]
+    assert {r.group for r in a.rows} >= {"attention", "norms", "lm_head", "mlp_down"}
+    assert all(r.kl_8 > 0 for r in a.rows)
+    # the saved recipe file is the searched scheme itself (same name, same recipe)
+    saved = parse(str(lab / "recipes" / f"{a.chosen}.json"))
+    assert saved == parse(a.chosen) and saved.origin == "searched"
+    art = data.artifacts[a.chosen]
     # the built variant has int8 activations on exactly the share of FC weights the search said
-    assert art["int8_fc_share"] == pytest.approx(chosen["int8_weight_share"], abs=1e-3)
-    cov = art["npu_sm8750"]["coverage"]
-    assert all(c["ops_offloaded"] == c["ops_total"] for c in cov.values())
-    assert art["metrics"]["kl"] > 0 and art["check"]["violations"] == []
+    assert art.quantize.int8_fc_share == pytest.approx(chosen.int8_weight_share, abs=1e-3)
+    assert art.compiled["SM8750"].fully_offloaded
+    assert art.metrics.kl > 0 and art.check.violations == []
     md = (lab / "report.md").read_text()
-    assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md and "Pareto front" in md
+    assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md
 
 
-def test_report_says_random_weights_and_embeds_plots(lab):
+def test_report_opens_with_the_verdict_says_random_weights_and_embeds_plots(lab):
     md = (lab / "report.md").read_text()
-    assert "random weights" in md and "## Selection guide" in md and "| int8 | SM8750 |" in md
+    assert "random weights" in md and "| int8 | SM8750 |" in md
+    # the verdict comes before any table, with an answer per target
+    assert md.index("## Verdict") < md.index("| variant")
+    verdict = md[md.index("## Verdict"):md.index("| variant")]
+    assert "**NPU: " in verdict and "**CPU: " in verdict and "ai-edge-quantizer's LLM evaluation guide" in verdict
     page = (lab / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') >= 5  # incl. the Pareto front and the sensitivity plot
+    assert "<table>" in page and "<h2>Verdict</h2>" in page  # rendered by markdown-it
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
 
 
-def test_second_run_skips_everything_and_new_scheme_redoes_only_it(lab, capsys):
-    assert cli.main(["run", *TINY, "--out", str(lab)]) == 0
-    out = capsys.readouterr().out
+def test_second_run_skips_everything_and_new_scheme_redoes_only_it(lab_copy):
+    res = run_cli(["run", *TINY, "--out", str(lab_copy)])
+    assert res.rc == 0, res.err[-3000:]
+    out = res.out
     for stage in ("export", "calibrate", "analyze", "quantize", "check", "compile", "evaluate"):
         line = next(l for l in out.splitlines() if l.strip().startswith(stage))
         assert "(0 run," in line, line
-    # Only int8 now: nothing new to do either (int8's steps are unchanged).
-    assert cli.main(["run", *TINY, "--out", str(lab), "--schemes", "int8"]) == 0
-    # (the analyze stage's chosen recipe is built alongside whatever schemes are named)
-    # (int8, the chosen recipe, and the int8 embedder they ship with)
-    assert "quantize       0.0 s  (0 run, 3 unchanged)" in capsys.readouterr().out
+    # Only int8 now: nothing new to do either (int8's steps are unchanged; the search's choice and the int8
+    # embedder they ship with are built alongside whatever schemes are named).
+    res = run_cli(["run", *TINY, "--out", str(lab_copy), "--schemes", "int8"])
+    assert res.rc == 0 and "quantize       0.0 s  (0 run, 3 unchanged)" in res.out, res.out
 
 
-def test_bad_inputs_exit_2_with_one_line(lab, tmp_path, capsys):
+# What each RunConfig field changes, as a user would expect it (not derived from the code): flipping the field on a
+# finished run makes exactly these stages (re-)run some step. Every stage from export on depends on export's output.
+AFTER_EXPORT = {"export", "calibrate", "analyze", "quantize", "check", "compile", "evaluate"}
+AFTER_CALIBRATE = AFTER_EXPORT - {"export"}
+AFTER_ANALYZE = {"analyze", "quantize", "check", "compile", "evaluate"}
+FLIPS = {
+    "model": ("gemma3-1b-random", "refused"),  # another model in the same folder: an error naming --overwrite
+    "prefill_len": (16, AFTER_EXPORT),
+    "cache_len": (96, AFTER_EXPORT),
+    "smooth_alpha": (0.5, AFTER_EXPORT),
+    "rotate": (0, AFTER_EXPORT),
+    "hadamard": (True, AFTER_EXPORT),
+    "calib_texts": ("calib", AFTER_EXPORT),
+    "calib_windows": (3, AFTER_CALIBRATE),
+    "analyze": (False, {"quantize"}),  # no search: its variant is no longer built (nothing re-runs; a step goes)
+    "tolerance": (1.2, AFTER_ANALYZE),
+    "analyze_tokens": (64, AFTER_ANALYZE),
+    "search_soc": ("SM8650", AFTER_ANALYZE),
+    "schemes": (("int8", "int16_w8", "dynamic_int8"), {"quantize", "check", "compile", "evaluate"}),
+    "embedder": ("fp32", {"quantize", "check", "compile", "evaluate"}),
+    "socs": (("SM8750", "SM8650"), {"compile"}),
+    "eval_text": ("eval", {"evaluate"}),
+    "eval_tokens": (40, {"evaluate"}),
+    "decode_steps": (8, {"evaluate"}),
+    "sample_prompt": ("Once upon a time", {"evaluate"}),
+    "per_op": (False, {"evaluate"}),
+}
+
+
+def test_every_option_reruns_exactly_the_stages_that_read_it(lab, tmp_path):
+    """The plan on a finished run: unchanged options plan nothing; each flipped option plans exactly its stages."""
+    fields = set(RunConfig.__dataclass_fields__) - NOT_INPUTS
+    assert set(FLIPS) == fields, f"give every RunConfig field an expectation: {sorted(fields ^ set(FLIPS))}"
+    text = tmp_path / "t.txt"
+    text.write_text("A short text of our own, for calibration or evaluation. " * 40)
+    base = RunConfig(out=lab, **TINY_CFG)
+    assert Lab(base).plan().stale_stages() == set()
+    for field, (value, expected) in FLIPS.items():
+        if value in ("calib", "eval"):
+            value = (text,) if value == "calib" else text
+        if expected == "refused":
+            with pytest.raises(UserError, match="--overwrite"):
+                Lab(base.replace(**{field: value})).plan()
+            continue
+        planned = Lab(base.replace(**{field: value})).plan()
+        if field == "analyze":  # nothing stale, but the searched variant's step is no longer planned
+            assert planned.stale_stages() == set() and len(planned.steps["quantize"]) == 3, planned.steps
+            continue
+        assert planned.stale_stages() == expected, (field, planned.steps)
+
+
+def test_run_with_hadamard_over_a_default_run_really_reruns(lab_copy):
+    """The bug this design removes: --hadamard over an existing run used to skip every stage."""
+    before = manifest.load(lab_copy).artifacts["fp32"].sha256
+    res = run_cli(["run", *TINY, "--out", str(lab_copy), "--hadamard", "--no-analyze", "--schemes", "int16_w8",
+                   "--no-per-op"])
+    assert res.rc == 0, res.err[-3000:]
+    out = res.out
+    assert "export      " in out and "(1 run, 0 unchanged)" in next(l for l in out.splitlines() if "export" in l)
+    data = manifest.load(lab_copy)
+    assert data.export.hadamard == {"block": 128} and data.artifacts["fp32"].sha256 != before
+
+
+def test_bad_inputs_exit_2_with_one_line_before_any_work(lab, tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
+    bad_recipe = tmp_path / "mine.json"
+    bad_recipe.write_text('[{"regex": ".*", "operation": "*"')  # truncated JSON
+    shadow = tmp_path / "int8.json"
+    shadow.write_text("[]")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    from quantlab.quantize.schemes import parse
+
+    for d, scheme in (("a", "int8"), ("b", "int16_w8")):  # two valid recipes of one name
+        (tmp_path / d / "x.json").write_text(json.dumps(parse(scheme).recipe))
+    unknown_algorithm = tmp_path / "odd.json"
+    unknown_algorithm.write_text(json.dumps([{"regex": ".*", "operation": "*", "algorithm_key": "magic"}]))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    cases = [
+        (["--schemes", "int4"], "int8"),
+        (["--schemes", str(bad_recipe)], "not valid JSON"),
+        (["--schemes", str(shadow)], "rename the file"),
+        (["--schemes", f"{tmp_path / 'a' / 'x.json'},{tmp_path / 'b' / 'x.json'}"], "both make variant 'x'"),
+        (["--schemes", str(unknown_algorithm)], "rejects it"),
+        (["--soc", "SM0000"], "SM8750"),
+        (["--eval-text", str(empty)], "empty"),
+        (["--calib-text", str(tmp_path / "missing.txt")], "does not exist"),
+        (["--prefill-len", "64", "--cache-len", "32"], "--cache-len"),
+    ]
+    for extra, says in cases:
+        fresh = tmp_path / f"fresh{len(extra)}"
+        t0 = time.perf_counter()
+        assert cli.main(["run", *TINY, "--out", str(fresh), *extra]) == 2, extra
+        seconds = time.perf_counter() - t0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("quantlab: error:") and says in err[0], (extra, err)
+        assert not fresh.exists(), f"{extra}: {fresh} was created before the error"  # nothing written
+        assert seconds < 10, f"{extra}: the error took {seconds:.1f} s"
+    assert cli.main(["run", *TINY, "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
     (tmp_path / "occupied").mkdir()
     (tmp_path / "occupied" / "x").write_text("not a run")
-    cases = [
-        ["--schemes", "int4"],
-        ["--soc", "SM0000"],
-        ["--eval-text", str(empty)],
-        ["--calib-text", str(tmp_path / "missing.txt")],
-        ["--prefill-len", "64", "--cache-len", "32"],
-    ]
-    for extra in cases:
-        assert cli.main(["run", *TINY, "--out", str(lab), *extra]) == 2, extra
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("quantlab: error:"), (extra, err)
     assert cli.main(["run", *TINY, "--out", str(tmp_path / "occupied")]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
 
-def test_interrupted_quantize_leaves_no_partial_file_and_resumes(tmp_path, monkeypatch, capsys):
-    from quantlab.quantize import quantizer
+INTERRUPT_SECOND = """
+from pathlib import Path
+from quantlab.atomic import atomic_path
+from quantlab.quantize import quantizer
+real = quantizer.quantize
+def interrupt_second(folder, scheme, **kw):
+    if scheme.name == "int16_w8":  # Ctrl-C while the second scheme is being written
+        with atomic_path(Path(folder) / "tiny-random_main_int16_w8.tflite") as tmp:
+            tmp.write_bytes(b"partial")
+            raise KeyboardInterrupt
+    return real(folder, scheme, **kw)
+quantizer.quantize = interrupt_second
+"""
 
+
+def test_interrupted_quantize_leaves_no_partial_file_exits_130_and_resumes(tmp_path):
     out = tmp_path / "run"
-    real = quantizer.quantize
-
-    def interrupt_second(folder, scheme, **kw):
-        # (a check on the scheme, not a call counter: each lab step runs in a forked child that does not share one)
-        if scheme == "int16_w8":  # Ctrl-C while the second scheme is being written
-            from quantlab.atomic import atomic_path
-
-            with atomic_path(folder / "tiny-random_main_int16_w8.tflite") as tmp:
-                tmp.write_bytes(b"partial")
-                raise KeyboardInterrupt
-        return real(folder, scheme, **kw)
-
-    monkeypatch.setattr(quantizer, "quantize", interrupt_second)
-    assert cli.main(["run", *TINY, "--out", str(out), "--soc", "SM8750", "--no-analyze"]) == 2
-    assert "interrupted" in capsys.readouterr().err
+    argv = ["run", *TINY, "--out", str(out), "--soc", "SM8750", "--no-analyze"]
+    res = run_cli(argv, patch=INTERRUPT_SECOND)
+    assert res.rc == 130, res.err[-3000:]
+    assert "interrupted" in res.err and "resume with: quantlab run" in res.err and str(out) in res.err
     leftovers = [p.name for p in out.iterdir() if "int16_w8" in p.name or ".tmp-" in p.name]
     assert leftovers == []
-    monkeypatch.setattr(quantizer, "quantize", real)
-    assert cli.main(["run", *TINY, "--out", str(out), "--no-analyze"]) == 0
-    res = capsys.readouterr().out
-    assert "export         0.0 s  (0 run, 1 unchanged)" in res
+    res = run_cli(argv)
+    assert res.rc == 0, res.err[-3000:]
+    assert "export         0.0 s  (0 run, 1 unchanged)" in res.out
     assert (out / "tiny-random_main_int16_w8.tflite").is_file()

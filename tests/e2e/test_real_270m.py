@@ -49,8 +49,8 @@ def test_perplexity_within_half_percent(real, english_text):
     text = "\n\n".join(topics.topics[k] for k in ("assignment", "class", "compound", "exceptions"))
     res = evaluate(out, text, reference="torch", max_tokens=2400, quiet=True)
     arts = ArtifactSet(out)
-    wins = windows(arts.encode(text)[1:2401], arts.model_info["bos_token_id"], arts.host.cache_len)
+    wins = windows(arts.encode(text)[1:2401], arts.model_info.bos_token_id, arts.host.cache_len)
     ref, _ = score(TorchScorer(loaded.model, arts.host.prefill_len), None, wins, quiet=True)
-    assert res["tokens_scored"] >= 2000
-    assert abs(res["perplexity"] / ref["perplexity"] - 1) < 0.005
-    assert res["top1_agreement"] >= 0.99
+    assert res.tokens_scored >= 2000
+    assert abs(res.perplexity / ref["perplexity"] - 1) < 0.005
+    assert res.top1_agreement >= 0.99

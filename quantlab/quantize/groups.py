@@ -54,44 +54,38 @@ BY_NAME = {g.name: g for g in GROUPS}
 FC_GROUPS = tuple(g.name for g in GROUPS if g.is_fc)
 
 
-def _op_config(bits: int) -> dict:
-    """int8: asymmetric activations; int16: symmetric (LiteRT's int16 kernels need zero point 0). Weights int8/channel."""
-    return {
-        "activation_tensor_config": {"num_bits": bits, "symmetric": bits == 16, "granularity": "TENSORWISE",
-                                     "dtype": "INT"},
-        "weight_tensor_config": {"num_bits": 8, "symmetric": True, "granularity": "CHANNELWISE", "dtype": "INT"},
-        "compute_precision": "INTEGER",
-        "explicit_dequantize": False,
-        "skip_checks": False,
-        "min_weight_elements": 0,
-    }
-
-
-def _entry(regex: str, op: str, bits: int | None) -> dict:
-    if bits is None:
-        return {"regex": regex, "operation": op, "algorithm_key": "no_quantize", "op_config": {}}
-    return {"regex": regex, "operation": op, "algorithm_key": "min_max_uniform_quantize", "op_config": _op_config(bits)}
-
-
-def build_recipe(base: int | None, overrides: dict[str, int | None]) -> list[dict]:
-    """Everything at `base` bits (None: float), each group in `overrides` at its bits; norms' insides always float.
+def build_recipe(base: int | None, overrides: dict[str, int | None], weight_bits: int = 8) -> list[dict]:
+    """Everything at `base` activation bits (None: float), each group in `overrides` at its bits; weights at
+    `weight_bits`, symmetric per channel; norms' insides always float. Built with ai-edge-quantizer's RecipeManager,
+    so every entry passes its checks and the list is what the quantizer itself would use.
 
     The norms default to int16 whenever anything is quantized: QNN rejects its RmsNorm at int8 (qnn-int8-rmsnorm)."""
+    from ai_edge_quantizer import algorithm_manager, recipe_manager
+
     unknown = set(overrides) - set(BY_NAME)
     if unknown:
         raise ValueError(f"unknown op group(s) {', '.join(sorted(unknown))}; choose from {', '.join(BY_NAME)}")
-    recipe = [_entry(".*", "*", base)]
+    rm = recipe_manager.RecipeManager()
+
+    def add(regex: str, op: str, bits: int | None) -> None:
+        if bits is None:
+            rm.add_quantization_config(regex, op, None, algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        else:  # int8 asymmetric, int16 symmetric (LiteRT's int16 kernels need zero point 0): AEQ's own rule
+            rm.add_static_config(regex, op, activation_num_bits=bits, weight_num_bits=weight_bits)
+
+    add(".*", "*", base)
     # Every group is written out (at its override or the base) so a broad override never leaks into a narrower group.
     # The norms come last: their insides (named after the attention/decoder modules they sit in) must stay float.
     for g in sorted(GROUPS, key=lambda g: g.name == "norms"):
         if g.name == "norms":
-            recipe.append(_entry(NORM, "*", None))
+            add(NORM, "*", None)
         default = (16 if base is not None else None) if g.name == "norms" else base
-        recipe += [_entry(rx, op, overrides.get(g.name, default)) for rx, op in g.entries]
+        for rx, op in g.entries:
+            add(rx, op, overrides.get(g.name, default))
     # --hadamard's rotations sit inside the attention and next to the norms; they stay at the base width whatever
     # group around them goes to int8 (int8 there would round the very tensor they exist to protect).
-    recipe.append(_entry(HADAMARD, FC, base))
-    return copy.deepcopy(recipe)
+    add(HADAMARD, FC, base)
+    return copy.deepcopy(rm.get_quantization_recipe())
 
 
 def recipe_name(base: int, int8_groups: tuple[str, ...]) -> str:

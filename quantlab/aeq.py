@@ -1,4 +1,4 @@
-"""How ai-edge-quantizer builds its LiteRT interpreters, made to scale to the Gemma3-1B shape.
+"""The one adapter between quantlab and ai-edge-quantizer's internals: how it builds LiteRT interpreters.
 
 ai-edge-quantizer 0.10 builds every interpreter (`tfl_interpreter_utils.create_tfl_interpreter`) by copying the whole
 model into a Python bytes object, with XNNPACK, which packs every weight once per signature, and 16 threads whatever
@@ -6,26 +6,31 @@ the machine has. For the 1B's 4 GB float main that is 4 GB of copy plus 8 GB of 
 run: `Quantizer.quantize` builds one only to list tensor names (peak 15.8 GB for a quantize that otherwise needs
 1.5 GB), the K/V range alignment one only to look up signatures. Inside `interpreters_from_file` they are built from
 the file instead (memory-mapped), with this machine's cores, and without XNNPACK unless asked for.
+
+ai-edge-quantizer 0.10 offers no hook for this (its Calibrator forbids subclasses), so the builder function of its
+`tfl_interpreter_utils` module is swapped for the duration of a `with` block and put back after. Remove this module
+when ai-edge-quantizer lets a caller pass a model path or an interpreter factory.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import Iterator
+
+_LOCK = threading.Lock()  # one swap at a time within a process
 
 
 @contextlib.contextmanager
 def interpreters_from_file(xnnpack: bool = True, buffer_of: Path | None = None) -> Iterator[None]:
-    """Patch ai-edge-quantizer's interpreter builder inside this block.
+    """Build ai-edge-quantizer's interpreters from files inside this block.
 
     xnnpack: keep XNNPACK where ai-edge-quantizer asks for it (True for a calibrator, which runs the model; False where
     an interpreter is only read). buffer_of: the file whose contents ai-edge-quantizer holds as a buffer (a Quantizer's
     float model); interpreters asked for on a buffer are then built from this file.
     """
-    from unittest import mock
-
     from ai_edge_litert import interpreter as tfl
     from ai_edge_quantizer.utils import tfl_interpreter_utils
 
@@ -49,5 +54,17 @@ def interpreters_from_file(xnnpack: bool = True, buffer_of: Path | None = None) 
             interp.allocate_tensors()
         return interp
 
-    with mock.patch.object(tfl_interpreter_utils, "create_tfl_interpreter", create):
-        yield
+    with _LOCK:
+        tfl_interpreter_utils.create_tfl_interpreter = create
+        try:
+            yield
+        finally:
+            tfl_interpreter_utils.create_tfl_interpreter = original
+
+
+def signature_keys(path: Path) -> list[str]:
+    """The signature names of a .tflite file, read from its flatbuffer (no interpreter)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    return [sd.signatureKey.decode() for sd in (model.signatureDefs or [])]

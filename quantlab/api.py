@@ -1,0 +1,131 @@
+"""quantlab's Python API: one function per command of the `quantlab` CLI, with the same options and defaults.
+
+Bad input raises `quantlab.UserError` (the CLI's exit code 2), before any expensive step where it can be known.
+Every function that writes into an artifact folder records what it made in the folder's manifest.json.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+
+def run_lab(model: str = "gemma3-270m", out: str | Path = "out", schemes: Sequence[str] = (),
+            log: Callable[[str], None] = print, **options) -> dict:
+    """The whole lab: export → calibrate → analyze → quantize → check → compile → evaluate → report, resumable.
+
+    Use it when you want every artifact and the evidence to choose between them; `options` are RunConfig's fields
+    (quantlab/lab/config.py: socs, calib_texts, eval_text, prefill_len, cache_len, analyze, hadamard, ...). A second
+    call with the same options redoes nothing; a changed option redoes exactly the steps that read it."""
+    from quantlab.lab.config import RunConfig
+    from quantlab.lab.pipeline import Lab
+
+    return Lab(RunConfig(model=model, out=Path(out), schemes=tuple(schemes), **options), log=log).run()
+
+
+def export_model(model: str, out: str | Path, prefill_len: int = 128, cache_len: int = 1280, rotate: int = 1,
+                 hadamard: bool = False, smooth_alpha: float = 0.0, overwrite: bool = False):
+    """FP32 embedder and main in the NPU layout, the tokenizer and manifest.json. Use it to start a folder by hand
+    (then calibrate_model, quantize_model, ...); `run_lab` does it for you."""
+    from quantlab.export import ExportConfig, export_model as export
+    from quantlab.models import load_model
+
+    config = _config(ExportConfig, prefill_len=prefill_len, cache_len=cache_len, smooth_alpha=smooth_alpha,
+                     rotate=rotate, hadamard=hadamard)
+    return export(load_model(model), Path(out), config, overwrite=overwrite)
+
+
+def calibrate_model(folder: str | Path, texts: Sequence[str | Path] = (), windows: int = 2,
+                    decode_stride: int = 1, hessians: bool = False, ranges: str = "min_max",
+                    capture: str = "profiler") -> dict:
+    """Real text through the folder's FP32 pipeline; saves calibration.json (and hessians.npz for GPTQ). Use your
+    own `texts` (.txt/.jsonl files) when your users' text differs from English prose; the default is litert-torch's
+    calibration prompts plus Python's documentation."""
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import calibrate
+    from quantlab.texts import default_calibration_texts, load_texts
+
+    plan = _config(CapturePlan, windows=windows, decode_stride=decode_stride)
+    loaded = load_texts([Path(t) for t in texts]) if texts else default_calibration_texts()
+    return calibrate(Path(folder), loaded, plan, ranges=ranges, capture=capture, hessians=hessians)
+
+
+def quantize_model(folder: str | Path, scheme: str = "int16_w8", embedder: str = "int8", rounding: str = "nearest",
+                   overwrite: bool = False):
+    """One quantized main from the folder's calibration: a shipped scheme (int8, int16_w8, dynamic_int8), a searched
+    name (a16_a8-lm_head) or a recipe .json. Choose int16_w8 for the NPU's accuracy, dynamic_int8 for the CPU."""
+    from quantlab.quantize.quantizer import quantize
+
+    return quantize(Path(folder), scheme, overwrite=overwrite, embedder=embedder, rounding=rounding)
+
+
+def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM8750", tokens: int = 256) -> dict:
+    """Sensitivity of each op group and the mixed-precision search (every candidate compiled for `soc`); saves
+    analysis.json and recipes/<chosen>.json. Use it to find how much of the model can take int8 activations."""
+    from quantlab.analyze.analysis import analyze
+    from quantlab.analyze.search import SearchConfig
+    from quantlab.compile.socs import resolve_soc
+    from quantlab.errors import UserError
+
+    if tokens < 2:
+        raise UserError(f"--tokens must be at least 2, got {tokens}")
+    return analyze(Path(folder), _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc)), tokens=tokens)
+
+
+def check_model(model: str | Path, target: str = "litert") -> list:
+    """LiteRT kernel rules (and with target='qnn' the HTP rules the compiler enforced) on any .tflite; returns the
+    violations (empty: clean). Use it before compiling or shipping a model made elsewhere."""
+    from quantlab.check.litert_rules import check_litert
+    from quantlab.check.qnn_rules import check_qnn
+
+    found = check_litert(Path(model))
+    return found + check_qnn(Path(model)) if target == "qnn" else found
+
+
+def compile_model(model: str | Path, socs: Sequence[str] = ("SM8750",), out: str | Path | None = None,
+                  overwrite: bool = False, weight_sharing: bool = True) -> list:
+    """QNN HTP AOT compile of a main for each SoC; returns the results (ops offloaded per signature, the compiler's
+    reason for every op left on the CPU). Raises CompileFailed with the compiler's messages when nothing compiles."""
+    from quantlab.compile.stage import compile_for_socs
+
+    return compile_for_socs(Path(model), list(socs), Path(out) if out else None, overwrite, weight_sharing)
+
+
+def evaluate_model(folder: str | Path, text: str, variant: str = "fp32", reference: str | None = None,
+                   max_tokens: int | None = None, decode_steps: int = 32, threads: int | None = None):
+    """Perplexity of `variant` on `text`, KL / top-1 against `reference` ('fp32' to measure quantization, 'torch'
+    to measure the export), CPU speed and memory; returns a manifest.Metrics record."""
+    from quantlab.evaluate.evaluator import evaluate
+
+    return evaluate(Path(folder), text, variant, reference, max_tokens, decode_steps, threads)
+
+
+def generate_text(folder: str | Path, prompt: str, variant: str = "fp32", max_new_tokens: int = 32,
+                  temperature: float = 0.0, top_k: int = 0, seed: int = 0, threads: int | None = None):
+    """Text from any variant of a folder through quantlab's host runtime (greedy by default; returns a Generation
+    with the text, tokens and speeds)."""
+    from quantlab.errors import UserError
+    from quantlab.runtime.sampling import SamplerConfig
+    from quantlab.runtime.session import ArtifactSet, generate
+
+    sampler = _config(SamplerConfig, temperature=temperature, top_k=top_k, seed=seed)
+    if max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    return generate(ArtifactSet(Path(folder), variant, threads), prompt, max_new_tokens, sampler)
+
+
+def write_report(folder: str | Path) -> tuple[Path, Path]:
+    """report.md and report.html from the folder's manifest: the verdict first, then every table and plot."""
+    from quantlab.report.render import write_report as write
+
+    return write(Path(folder))
+
+
+def _config(cls, **kwargs):
+    """Build a frozen config; its ValueError (which names the fix) becomes a UserError."""
+    from quantlab.errors import UserError
+
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

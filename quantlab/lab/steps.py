@@ -1,0 +1,190 @@
+"""The steps of each lab stage (see stages.py): what runs, what it needs upstream, and what it records.
+
+Every builder takes the lab (the folder, upstream results) and a ConfigView holding only the fields its stage
+declared. The steps' `run` functions execute in their own process; their `record` functions put results into the
+manifest from the lab's process.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from quantlab import artifacts, manifest
+from quantlab.lab.stages import ConfigView, Step
+
+if TYPE_CHECKING:
+    from quantlab.lab.pipeline import Lab
+
+
+def export(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    from quantlab.layout import ExportConfig
+
+    export_cfg = ExportConfig(prefill_len=cfg.prefill_len, cache_len=cfg.cache_len, smooth_alpha=cfg.smooth_alpha,
+                              rotate=cfg.rotate, hadamard=cfg.hadamard)
+    model, texts, out = cfg.model, cfg.calib_texts, cfg.out
+
+    def run() -> dict:
+        from quantlab.export import export_model
+        from quantlab.models import load_model
+        from quantlab.texts import load_texts
+
+        loaded = load_model(model)
+        export_model(loaded, out, export_cfg, overwrite=True, smooth_texts=load_texts(list(texts)) if texts else None)
+        return {"name": loaded.name}
+
+    name = lab.model_name
+    outputs = (out / manifest.MANIFEST,) + ((out / artifacts.main_file(name, "fp32"),) if name else ())
+    return [Step("export", run, outputs=outputs)]
+
+
+def calibrate(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import CALIBRATION_FILE
+
+    plan, texts, out = CapturePlan(windows=cfg.calib_windows), cfg.calib_texts, cfg.out
+
+    def run() -> dict:
+        from quantlab.calibration.ranges import calibrate as calibrate_folder
+        from quantlab.texts import default_calibration_texts, load_texts
+
+        meta = calibrate_folder(out, load_texts(list(texts)) if texts else default_calibration_texts(), plan)
+        return {"seconds": meta["seconds"], "samples": meta["samples"]}
+
+    return [Step("calibrate", run, needs=("export",), parts=(repr(plan),), outputs=(out / CALIBRATION_FILE,))]
+
+
+def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    from quantlab.analyze.analysis import ANALYSIS_FILE, analysis_record, load_analysis
+    from quantlab.analyze.search import METHOD_VERSION, SearchConfig
+
+    if not cfg.analyze:
+        return []
+    search, tokens, out = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc), cfg.analyze_tokens, cfg.out
+
+    def run() -> dict:
+        from quantlab.analyze.analysis import analyze as analyze_folder
+
+        res = analyze_folder(out, search, tokens=tokens, quiet=True)
+        return {"chosen": res["search"]["chosen"], "seconds": res["seconds"]}
+
+    def record(_: Any) -> None:
+        with manifest.edit(out) as m:
+            m.analysis = analysis_record(load_analysis(out))
+
+    return [Step("analyze", run, needs=("calibrate",), parts=(METHOD_VERSION,), outputs=(out / ANALYSIS_FILE,),
+                 record=record)]
+
+
+def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    from quantlab.quantize.embedder import EMBEDDER_SCHEME
+    from quantlab.quantize.schemes import parse
+
+    out, emb, name = cfg.out, cfg.embedder, lab.model_name
+    steps = []
+    emb_needs: tuple[str, ...] = ()
+    if emb != "fp32":
+        def run_embedder() -> dict:
+            from quantlab.quantize.embedder import ensure_embedder
+
+            ensure_embedder(out, emb, remake=True)
+            return {}
+
+        emb_step = f"quantize:{artifacts.embedder_key(emb)}"
+        steps.append(Step(emb_step, run_embedder, needs=("export",), parts=(parse(EMBEDDER_SCHEME).digest,),
+                          outputs=(out / artifacts.embedder_file(name, emb),)))
+        emb_needs = (emb_step,)
+    chosen = (lab.result("analyze") or {}).get("chosen") if "analyze" in lab.built else None
+    schemes = [*cfg.schemes, *([parse(chosen)] if chosen else [])]
+    for scheme in schemes:
+        def run(scheme=scheme) -> dict:
+            from quantlab.quantize.quantizer import quantize as quantize_folder
+
+            return {"bytes": quantize_folder(out, scheme, overwrite=True, quiet=True, embedder=emb).bytes}
+
+        searched = ("analyze",) if chosen and scheme.name == chosen else ()
+        steps.append(Step(f"quantize:{scheme.name}", run, needs=("calibrate", *emb_needs, *searched),
+                          parts=(scheme.name, scheme.digest, emb),
+                          outputs=(out / artifacts.main_file(name, scheme.name),)))
+    return steps
+
+
+def check(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    out = cfg.out
+    steps = []
+    for v in lab.variants:
+        def run(v=v) -> list[dict]:
+            from quantlab.check.litert_rules import check_litert
+
+            return [x.as_dict() for x in check_litert(lab.path(v))]
+
+        def record(res: list[dict], v=v) -> None:
+            with manifest.edit(out) as m:
+                m.artifacts[v].check = manifest.CheckRecord(res)
+
+        steps.append(Step(f"check:{v}", run, needs=(lab.producer(v),), outputs=(lab.path(v),), record=record))
+    return steps
+
+
+def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stage's name
+    from quantlab.compile.stage import record as record_compile
+
+    steps = []
+    for v in lab.variants[1:]:
+        for soc in cfg.socs:
+            step = f"compile:{v}:{soc}"
+            failed = (lab.result(step) or {}).get("failed")
+
+            def run(v=v, soc=soc) -> dict:
+                from quantlab.compile.compiler import CompileFailed, compile_model
+
+                try:
+                    res = compile_model(lab.path(v), soc, artifacts.aot_path(lab.path(v), soc), overwrite=True)
+                    return manifest.to_dict(res.record())
+                except CompileFailed as exc:
+                    return manifest.to_dict(manifest.CompileRecord(soc=soc, failed=True, errors=exc.errors[:20]))
+
+            def record(res: dict, v=v, soc=soc) -> None:
+                rec = manifest.from_dict(manifest.CompileRecord, res)
+                record_compile(lab.path(v), rec, None if rec.failed else artifacts.aot_path(lab.path(v), soc))
+
+            # A compile that failed has no output to check; one that succeeded must still have its file.
+            outputs = () if failed else (artifacts.aot_path(lab.path(v), soc),)
+            steps.append(Step(step, run, needs=(lab.producer(v),), parts=(soc, True), outputs=outputs,
+                              record=record))
+    return steps
+
+
+def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    from quantlab.evaluate.evaluator import METHOD_VERSION
+
+    out, text_path, tokens = cfg.out, cfg.eval_text, cfg.eval_tokens
+    decode_steps, prompt, per_op = cfg.decode_steps, cfg.sample_prompt, cfg.per_op
+    steps = []
+    for v in lab.variants:
+        def run(v=v) -> dict:
+            from quantlab.evaluate.evaluator import evaluate as evaluate_folder
+            from quantlab.evaluate.tensor_error import tensor_errors
+            from quantlab.runtime.session import ArtifactSet, generate
+            from quantlab.texts import default_eval_text, read_text
+
+            text = read_text(text_path) if text_path else default_eval_text()
+            arts = ArtifactSet(out, v)
+            res = evaluate_folder(out, text, v, None if v == "fp32" else "fp32",
+                                  tokens or (arts.host.cache_len - 1), decode_steps, quiet=True)
+            if v != "fp32" and per_op:
+                res.per_op = tensor_errors(out, v, text)
+            res.sample = {"prompt": prompt, "text": generate(arts, prompt, 32).text}
+            return manifest.to_dict(res)
+
+        def record(res: dict, v=v) -> None:
+            with manifest.edit(out) as m:
+                m.artifacts[v].metrics = manifest.from_dict(manifest.Metrics, res)
+
+        # (a quantized main's step needs its embedder's, so its key covers the embedder it ships with)
+        steps.append(Step(f"evaluate:{v}", run, needs=tuple(dict.fromkeys(("export", lab.producer(v)))), parts=(METHOD_VERSION,), outputs=(lab.path(v),),
+                          record=record))
+    return steps
+
+
+BUILDERS = {"export": export, "calibrate": calibrate, "analyze": analyze, "quantize": quantize, "check": check,
+            "compile": compile, "evaluate": evaluate}
