@@ -127,11 +127,11 @@ def main() -> int:
     from quantlab.runtime.session import ArtifactSet
 
     data = manifest.load(a.lab)
-    if data["model"].get("random_weights") or data["model"]["name"] != "gemma3-270m":
+    if data.model.random_weights or data.model.name != "gemma3-270m":
         print(f"{a.lab} is not a lab folder of the bundled gemma3-270m; run ./quantlab.sh run first")
         return 2
     exe = str(Path(sys.executable).with_name("quantlab"))
-    if "dynamic_int8" not in data["artifacts"]:
+    if "dynamic_int8" not in data.artifacts:
         subprocess.run([exe, "quantize", str(a.lab), "--scheme", "dynamic_int8"], check=True, capture_output=True)
         data = manifest.load(a.lab)
     ids = ArtifactSet(a.lab).encode(default_eval_text())[:PREFILL]
@@ -151,7 +151,7 @@ def main() -> int:
     peer = json.loads(out.strip().splitlines()[-1])
     ours = {}
     for v in ("fp32", "int8", "int16_w8", "dynamic_int8"):
-        if v in data["artifacts"]:
+        if v in data.artifacts:
             ours[v] = measure_speed_isolated(a.lab, v, PREFILL, a.decode_steps, a.threads)
     mine = quantlab_greedy(a.lab, ids, CHECK_TOKENS)
     same = sum(x == y for x, y in zip(mine, peer["greedy"][:CHECK_TOKENS]))
@@ -166,7 +166,7 @@ def main() -> int:
     print(f"{'litert-torch example dynamic_int8':34s} {peer_path.stat().st_size / 1e6:7.1f} {pp:14.1f} {pd:13.1f} "
           f"{1.0:10.2f} {1.0:9.2f}")
     for v, s in ours.items():
-        mb = (a.lab / data["artifacts"][v]["path"]).stat().st_size / 1e6
+        mb = (a.lab / data.artifacts[v].path).stat().st_size / 1e6
         print(f"{'quantlab ' + v:34s} {mb:7.1f} {s['prefill_tokens_per_s']:14.1f} {s['decode_tokens_per_s']:13.1f} "
               f"{s['prefill_tokens_per_s'] / pp:10.2f} {s['decode_tokens_per_s'] / pd:9.2f}")
     print("(× = ratio to the litert-torch example measured in this run; quantlab's figures include its embedder call "

@@ -223,7 +223,7 @@ def main() -> int:
         q_times, q_peak = {}, 0.0
         for name, cmd in q_steps:
             if cmd is None:  # compile takes the quantized main's path, known once quantize has run
-                main_path = lab / manifest.load(lab)["artifacts"]["int16_w8"]["path"]
+                main_path = lab / manifest.load(lab).artifacts["int16_w8"].path
                 cmd = [*ql, "compile", str(main_path), "--soc", a.soc, "--overwrite"]
             secs, gb, _ = _step(name, cmd)
             q_times[name], q_peak = secs, max(q_peak, gb)
@@ -241,11 +241,11 @@ def main() -> int:
         scored.write_text(json.dumps(scores))
 
     data = manifest.load(lab)
-    q_main = lab / data["artifacts"]["int16_w8"]["path"]
+    q_main = lab / data.artifacts["int16_w8"].path
     q_comp = next(lab.glob(f"*int16_w8_aot_{a.soc.lower()}.tflite"))
     g_pre, g_comp = google_mains(a.work / "google")
     cov = {"quantlab": coverage(q_main, q_comp), "google": coverage(g_pre, g_comp)}
-    q_embedder = lab / data["artifacts"][ArtifactSet(lab, "int16_w8").embedder_key]["path"]
+    q_embedder = lab / data.artifacts[ArtifactSet(lab, "int16_w8").embedder_key].path
     report(a, scores, cov, {"quantlab": (q_s, q_peak, q_times), "google": (g_s, g_gb, google["times"])},
            {"quantlab": (q_main, q_comp), "google": (g_pre, g_comp)},
            {"quantlab": q_comp.stat().st_size + q_embedder.stat().st_size,

@@ -104,9 +104,9 @@ def folder_form(folder: Path, variants: list[str]) -> None:
     from quantlab.calibration.hessians import HESSIAN_FILE, weighted_errors
     from quantlab.runtime.session import ArtifactSet
 
-    arts = ArtifactSet(folder, "fp32").data["artifacts"]
-    fp32 = folder / arts["fp32"]["path"]
-    errs = {v: weighted_errors(fp32, folder / arts[v]["path"], folder / HESSIAN_FILE) for v in variants}
+    arts = ArtifactSet(folder, "fp32")
+    fp32 = arts.path("fp32")
+    errs = {v: weighted_errors(fp32, arts.path(v), folder / HESSIAN_FILE) for v in variants}
     print(f"tr(dW H dW^T) per FC weight shape, {folder} (decode and prefill FCs):")
     print(f"  {'shape':14s} {'FCs':>4s} " + " ".join(f"{v:>24s}" for v in variants) + "   ratio")
     for shape in errs[variants[0]]:

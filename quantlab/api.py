@@ -23,7 +23,7 @@ def run_lab(model: str = "gemma3-270m", out: str | Path = "out", schemes: Sequen
     return Lab(RunConfig(model=model, out=Path(out), schemes=tuple(schemes), **options), log=log).run()
 
 
-def export_model(model: str, out: str | Path, prefill_len: int = 128, cache_len: int = 1280, rotate: int = 1,
+def export_model(model: str, out: str | Path, prefill_len: int = 64, cache_len: int = 1280, rotate: int = 1,
                  hadamard: bool = False, smooth_alpha: float = 0.0, overwrite: bool = False):
     """FP32 embedder and main in the NPU layout, the tokenizer and manifest.json. Use it to start a folder by hand
     (then calibrate_model, quantize_model, ...); `run_lab` does it for you."""
@@ -92,12 +92,35 @@ def compile_model(model: str | Path, socs: Sequence[str] = ("SM8750",), out: str
 
 
 def evaluate_model(folder: str | Path, text: str, variant: str = "fp32", reference: str | None = None,
-                   max_tokens: int | None = None, decode_steps: int = 32, threads: int | None = None):
+                   max_tokens: int | None = None, decode_steps: int = 32, threads: int | None = None,
+                   runtime: str = "quantlab"):
     """Perplexity of `variant` on `text`, KL / top-1 against `reference` ('fp32' to measure quantization, 'torch'
-    to measure the export), CPU speed and memory; returns a manifest.Metrics record."""
+    to measure the export), CPU speed and memory; returns a manifest.Metrics record. runtime='litert-lm' scores the
+    variant's `.litertlm` bundle through Google's LiteRT-LM instead (perplexity and per-position figures only: its API
+    returns no distributions)."""
+    from quantlab.errors import UserError
+
+    if runtime == "litert-lm":
+        from quantlab.evaluate.litert_lm_eval import evaluate_litert_lm
+
+        if reference is not None:
+            raise UserError("--reference needs whole distributions, which LiteRT-LM's API does not return; drop it "
+                            "with --runtime litert-lm")
+        return evaluate_litert_lm(Path(folder), text, variant, max_tokens)
+    if runtime != "quantlab":
+        raise UserError(f"unknown runtime {runtime!r}; choose quantlab or litert-lm")
     from quantlab.evaluate.evaluator import evaluate
 
     return evaluate(Path(folder), text, variant, reference, max_tokens, decode_steps, threads)
+
+
+def build_bundle(folder: str | Path, variant: str, soc: str | None = None, overwrite: bool = False):
+    """A `.litertlm` of `variant` (its compiled copy for `soc`) that Google's LiteRT-LM loads: main, embedder, aux
+    model, tokenizer, LlmMetadata. Use it to hand the phone what it runs; returns the bundle's manifest record."""
+    from quantlab.bundle.builder import build_bundle as build
+    from quantlab.compile.socs import resolve_soc
+
+    return build(Path(folder), variant, resolve_soc(soc) if soc else None, overwrite)
 
 
 def generate_text(folder: str | Path, prompt: str, variant: str = "fp32", max_new_tokens: int = 32,

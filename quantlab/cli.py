@@ -57,7 +57,15 @@ def _eval(a: argparse.Namespace) -> int:
     if a.per_op and a.variant == "fp32":
         raise UserError("--per-op compares a quantized variant with fp32; pass --variant int8 (or another)")
     text = read_text(Path(a.text))
-    res = api.evaluate_model(a.dir, text, a.variant, a.reference, a.max_tokens, a.decode_steps, a.threads)
+    res = api.evaluate_model(a.dir, text, a.variant, a.reference, a.max_tokens, a.decode_steps, a.threads, a.runtime)
+    if a.runtime == "litert-lm":
+        if a.json:
+            print(json.dumps(manifest.to_dict(res), indent=2))
+            return 0
+        tag = " (random weights: accuracy means nothing)" if res.random_weights else ""
+        print(f"{res.model} {res.variant} through LiteRT-LM{tag}: {res.tokens_scored} tokens in {res.windows} window(s)")
+        print(f"  perplexity        {res.perplexity:.4f}  ({res.speed['scoring_tokens_per_s']:.1f} tokens/s scored)")
+        return 0
     if a.per_op:
         from quantlab.evaluate.tensor_error import tensor_errors
 
@@ -176,10 +184,18 @@ def _run(a: argparse.Namespace) -> int:
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite, analyze=not a.no_analyze,
         tolerance=a.tolerance, search_soc=a.search_soc, smooth_alpha=a.smooth, per_op=not a.no_per_op,
-        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard)
+        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard, bundles=not a.no_bundle)
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
     for stage, t in res["timings"].items():
         print(f"  {stage:10s} {t['seconds']:7.1f} s  ({t['ran']} run, {t['skipped']} unchanged)")
+    return 0
+
+
+def _bundle(a: argparse.Namespace) -> int:
+    for soc in a.soc or [None]:
+        rec = api.build_bundle(a.dir, a.variant, soc, a.overwrite)
+        print(f"{rec.path}  {rec.bytes / 1e6:.1f} MB (main {rec.source}, embedder {rec.embedder}); "
+              f"run `litert-lm-peek --litertlm_file {Path(a.dir) / rec.path}` to list its sections")
     return 0
 
 
@@ -208,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval-text", default=None, help="evaluation .txt (default: Python docs kept out of calibration)")
     r.add_argument("--eval-tokens", type=int, default=None, help="tokens scored (default: one cache window)")
     r.add_argument("--calib-windows", type=int, default=2, help="calibration windows of the cache length")
-    r.add_argument("--prefill-len", type=int, default=128)
+    r.add_argument("--prefill-len", type=int, default=64, help="tokens per prefill call (default 64: with the 1280-slot cache the prefill mask stays under the 1 MiB that '
+                        'Qualcomm's HTP handles, LiteRT-LM #3508)")
     r.add_argument("--cache-len", type=int, default=1280)
     r.add_argument("--no-analyze", action="store_true",
                    help="skip the sensitivity analysis and mixed-precision search (and its variant)")
@@ -224,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SmoothQuant scale migration before export (default 0: none)")
     r.add_argument("--rotate", type=int, default=1, metavar="K", help=ROTATE_HELP)
     r.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
+    r.add_argument("--no-bundle", action="store_true",
+                   help="skip the .litertlm bundles (and their LiteRT-LM evaluation)")
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
     r.set_defaults(func=_run)
 
@@ -234,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="FP32 embedder + main in the NPU layout, tokenizer, manifest.json")
     e.add_argument("--model", default="gemma3-270m", help=MODEL_HELP)
     e.add_argument("--out", required=True, help="artifact folder")
-    e.add_argument("--prefill-len", type=int, default=128, help="tokens per prefill call (default 128)")
+    e.add_argument("--prefill-len", type=int, default=64, help="tokens per prefill call (default 64: with the 1280-slot cache the prefill mask stays under the 1 MiB that '
+                        'Qualcomm's HTP handles, LiteRT-LM #3508)")
     e.add_argument("--cache-len", type=int, default=1280, help="KV cache slots = longest context (default 1280)")
     e.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export, e.g. 0.5 (default 0: none); helps int8 activations")
@@ -323,7 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--per-op", action="store_true",
                    help="also SNR of every tensor vs fp32 on one real prefill call: where accuracy is lost")
     v.add_argument("--json", action="store_true", help="print the full result as JSON")
+    v.add_argument("--runtime", choices=["quantlab", "litert-lm"], default="quantlab",
+                   help="quantlab: its own host runtime (KL, top-1, speed); litert-lm: Google's LiteRT-LM on the "
+                        "variant's .litertlm bundle (perplexity by position)")
     v.set_defaults(func=_eval)
+
+    b = sub.add_parser("bundle", help="a .litertlm for a variant (compiled with --soc) that LiteRT-LM loads")
+    b.add_argument("dir")
+    b.add_argument("--variant", required=True, help="fp32, int16_w8, ... (see manifest.json)")
+    b.add_argument("--soc", action="append", default=None, help="bundle the variant's compiled main for this SoC")
+    b.add_argument("--overwrite", action="store_true")
+    b.set_defaults(func=_bundle)
     return p
 
 

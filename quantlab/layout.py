@@ -1,15 +1,16 @@
-"""The NPU layout: signature names, tensor names and shapes shared by the exporter and the host runtime.
+"""The NPU layout: signature names, tensor names and shapes — LiteRT-LM's own, so a bundle needs no renaming.
 
+The names are those LiteRT-LM's NPU executor looks up (runtime/executor/npu/ in LiteRT-LM; docs/litert-lm.md).
 main is stateless. For a chunk of T new tokens at positions [p, p+T) it takes:
-  embeddings        [1, T, hidden]          float
-  mask_global       [1, 1, T, C + T]        additive mask over (cache slots, new tokens), 0 = visible
-  mask_local        [1, 1, T, C + T]        the same, restricted to the sliding window
-  cos_global/sin_global, cos_local/sin_local  [1, T, head_dim]  RoPE at the new positions
-  k_cache_i, v_cache_i                      [1, kv_heads, C, head_dim] per layer
-and returns k_slice_i, v_slice_i [1, kv_heads, T, head_dim]: the new keys/values, which the host writes into its
-caches at positions [p, p+T). decode (T = 1) also returns logits [1, 1, vocab] (as blocks logits_0.. logits_3 of 65,536
-for Gemma3's 262,144 vocabulary); prefill returns none, as LiteRT-LM's NPU models: a prompt of n tokens is n-1 tokens
-of prefill, then its last token through decode, whose logits pick the first new token.
+  embeddings                      [1, T, hidden]         float
+  mask_global, mask_local         [1, 1, T, C + T]       additive mask over (cache slots, new tokens), 0 = visible
+  pos_emb_cos, pos_emb_sin        [1, T, 1, head_dim]    RoPE of the global layers at the new positions
+  pos_emb_local_cos/_sin          [1, T, 1, head_dim]    RoPE of the local (sliding-window) layers
+  kv_cache_k_i, kv_cache_v_i      [1, kv_heads, C, head_dim] per layer
+and returns kv_slice_k_i, kv_slice_v_i [1, kv_heads, T, head_dim]: the new keys/values, which the host writes into its
+caches at positions [p, p+T). decode (T = 1) also returns `logits` [1, 1, vocab]; prefill returns none, as LiteRT-LM's
+NPU models: the last token of a prompt goes through decode, whose logits pick the first new token.
+The embedder has signatures prefill_embedder_<T> and decode_embedder: token_ids [1, T] int32 → embeddings.
 """
 
 from __future__ import annotations
@@ -21,52 +22,53 @@ from dataclasses import dataclass
 # written hold zero keys (score 0), so -100 masks them exactly.
 MASK_VALUE = -100.0
 
-MAIN_INPUTS = ("embeddings", "mask_global", "mask_local", "cos_global", "sin_global", "cos_local", "sin_local")
-EMBEDDER_INPUT = "tokens"
-EMBEDDER_OUTPUT = "embeddings"
+EMBEDDINGS = "embeddings"
+MASK_GLOBAL, MASK_LOCAL = "mask_global", "mask_local"
+# (global cos, global sin, local cos, local sin)
+ROPE = ("pos_emb_cos", "pos_emb_sin", "pos_emb_local_cos", "pos_emb_local_sin")
+MAIN_INPUTS = (EMBEDDINGS, MASK_GLOBAL, MASK_LOCAL, *ROPE)
+EMBEDDER_INPUT = "token_ids"
+EMBEDDER_OUTPUT = EMBEDDINGS
 LOGITS = "logits"
+DECODE = "decode"
 
 
-def logits_names(output_names) -> list[str]:
-    """main's logits outputs in vocabulary order: `logits`, or `logits_0`, `logits_1`, ... when the LM head is
-    returned in blocks (see export/npu_main.py: one 262,144-wide int16 tensor does not prepare on the QNN HTP)."""
-    if LOGITS in output_names:
-        return [LOGITS]
-    blocks = sorted((n for n in output_names if n.startswith(LOGITS + "_")), key=lambda n: int(n.rsplit("_", 1)[1]))
-    if not blocks:
-        raise ValueError(f"no logits output among {sorted(output_names)}")
-    return blocks
+def kv_cache(kind: str, i: int) -> str:
+    """`kv_cache_k_<i>` or `kv_cache_v_<i>` (kind "k" or "v")."""
+    return f"kv_cache_{kind}_{i}"
 
 
-def k_cache(i: int) -> str:
-    return f"k_cache_{i}"
+def kv_slice(kind: str, i: int) -> str:
+    return f"kv_slice_{kind}_{i}"
 
 
-def v_cache(i: int) -> str:
-    return f"v_cache_{i}"
+def is_cache(name: str) -> bool:
+    return name.startswith("kv_cache_")
 
 
-def k_slice(i: int) -> str:
-    return f"k_slice_{i}"
-
-
-def v_slice(i: int) -> str:
-    return f"v_slice_{i}"
+def slice_of(cache: str) -> str:
+    """The slice output that a cache input receives (kv_cache_k_3 → kv_slice_k_3)."""
+    return cache.replace("kv_cache_", "kv_slice_", 1)
 
 
 def prefill_signature(prefill_len: int) -> str:
     return f"prefill_{prefill_len}"
 
 
-DECODE = "decode"
+def embedder_signature(main_signature: str) -> str:
+    """The embedder signature that feeds a main signature: prefill_<T> → prefill_embedder_<T>, decode →
+    decode_embedder."""
+    return "decode_embedder" if main_signature == DECODE else main_signature.replace("prefill_", "prefill_embedder_", 1)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """How main is shaped.
 
-    prefill_len: tokens per prefill call. 128 suits the NPU (one graph, fixed shape); a longer prompt is run in chunks.
-      Choose smaller to cut prefill latency for short prompts, larger for throughput on long ones.
+    prefill_len: tokens per prefill call; a longer prompt is run in chunks. 64 keeps the prefill attention-mask ADD
+      (2 B × heads × T × (C + T)) under the 1 MiB Qualcomm's HTP handles with Gemma3's 4 heads and a 1280-slot cache
+      (LiteRT-LM #3508: above it every chunk after the first is lost; `quantlab check --target qnn` flags it). Choose
+      128 only with cache_len ≤ 896.
     cache_len: KV cache slots; the longest context (prompt + generated tokens). 1280 is LiteRT's NPU default; every
       slot costs memory and attention time in every call, so choose the smallest that fits your use.
     smooth_alpha: 0 exports the model as it is; in (0, 1) applies SmoothQuant scale migration first (same function,
@@ -80,7 +82,7 @@ class ExportConfig:
       int16 variants do not need it.
     """
 
-    prefill_len: int = 128
+    prefill_len: int = 64
     cache_len: int = 1280
     smooth_alpha: float = 0.0
     rotate: int = 1

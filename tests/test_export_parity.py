@@ -25,17 +25,18 @@ def test_signatures_and_names(tiny_artifacts, tiny_model):
     for sig, t in ((f"prefill_{TINY_PREFILL}", TINY_PREFILL), ("decode", 1)):
         ins, outs = arts.main.inputs[sig], arts.main.outputs[sig]
         assert set(layout.MAIN_INPUTS) <= set(ins)
-        assert {f"k_cache_{i}" for i in range(n)} <= set(ins)
+        assert {f"kv_cache_k_{i}" for i in range(n)} | {f"kv_cache_v_{i}" for i in range(n)} <= set(ins)
         assert ins["mask_local"].shape == (1, 1, t, TINY_CACHE + t)
-        assert ins["k_cache_0"].shape == (1, 1, TINY_CACHE, tiny_model.config.head_dim)
-        assert outs[f"v_slice_{n - 1}"].shape == (1, 1, t, tiny_model.config.head_dim)
-    # Only decode returns logits; prefill returns K/V slices alone (LiteRT-LM's NPU layout).
+        assert ins["pos_emb_local_cos"].shape == (1, t, 1, tiny_model.config.head_dim)
+        assert ins["kv_cache_k_0"].shape == (1, 1, TINY_CACHE, tiny_model.config.head_dim)
+        assert outs[f"kv_slice_v_{n - 1}"].shape == (1, 1, t, tiny_model.config.head_dim)
+    # Only decode returns logits, as one `logits` tensor; prefill returns K/V slices alone (LiteRT-LM's NPU layout).
     outs = arts.main.outputs["decode"]
-    names = layout.logits_names(outs)
-    assert names == [f"logits_{i}" for i in range(4)]  # 262,144 = 4 blocks of 65,536
-    assert sum(outs[n].shape[-1] for n in names) == tiny_model.config.vocab_size
-    assert all(outs[n].shape[:2] == (1, 1) for n in names)
+    assert outs["logits"].shape == (1, 1, tiny_model.config.vocab_size)
     assert not any(n.startswith("logits") for n in arts.main.outputs[f"prefill_{TINY_PREFILL}"])
+    # The embedder's signatures and names are LiteRT-LM's too.
+    assert sorted(arts.embedder.signatures) == sorted([f"prefill_embedder_{TINY_PREFILL}", "decode_embedder"])
+    assert set(arts.embedder.inputs["decode_embedder"]) == {"token_ids"}
 
 
 def test_chunked_prefill_then_decode_matches_torch(tiny_artifacts, tiny_model, english_text):
@@ -126,6 +127,6 @@ def test_calibration_decode_samples_are_the_decodes_they_stand_for(tiny_artifact
     assert len(feeds) == len(want) == 17
     for q, feed in zip(want, feeds):
         out = arts.main.run(layout.DECODE, feed)
-        got = np.concatenate([out[n][0, 0] for n in layout.logits_names(out)])
+        got = out[layout.LOGITS][0, 0]
         diff = np.abs(got - ref[q])
         assert diff.max() < LOGIT_ATOL, f"position {q}: max |logit diff| {diff.max():.3g} at token {diff.argmax()}"

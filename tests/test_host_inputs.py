@@ -35,5 +35,6 @@ def test_rope_matches_transformers(tiny_model):
         cos, sin = hp.rope(pos, local=local)
         x = torch.zeros(1, len(pos), hf.config.head_dim)
         rc, rs = hf.model.rotary_emb(x, torch.tensor(pos)[None], layer_type)
-        np.testing.assert_allclose(cos, rc.numpy(), atol=1e-5)
-        np.testing.assert_allclose(sin, rs.numpy(), atol=1e-5)
+        assert cos.shape == (1, len(pos), 1, hf.config.head_dim)  # LiteRT-LM's [1, T, 1, D]
+        np.testing.assert_allclose(cos[:, :, 0], rc.numpy(), atol=1e-5)
+        np.testing.assert_allclose(sin[:, :, 0], rs.numpy(), atol=1e-5)

@@ -33,7 +33,7 @@ def test_calibration_covers_every_position(quantized):
     # Ranges of every cache input are non-degenerate: no zero-only calibration.
     arts = ArtifactSet(folder, "int16_w8")
     for name, spec in arts.main.inputs["decode"].items():
-        if name.startswith(("k_cache_", "v_cache_")):
+        if layout.is_cache(name):
             assert spec.scale > 1e-6, name
 
 
@@ -53,7 +53,7 @@ def test_io_dtypes_and_shared_kv_params(quantized, scheme, dtype):
         ins, outs = arts.main.inputs[sig], arts.main.outputs[sig]
         assert ins["embeddings"].dtype == dtype
         if sig == "decode":  # the one signature with logits
-            assert all(outs[n].dtype == dtype for n in layout.logits_names(outs))
+            assert outs[layout.LOGITS].dtype == dtype
         if dtype == np.int16:
             assert all(s.zero_point == 0 for s in (*ins.values(), *outs.values()) if s.dtype == np.int16)
     dec, pre = arts.main.inputs["decode"], arts.main.inputs[arts.prefill_sig]
@@ -61,9 +61,9 @@ def test_io_dtypes_and_shared_kv_params(quantized, scheme, dtype):
     for i in range(arts.model_info.num_layers):
         for kv in ("k", "v"):
             # (prefill's last layer reads no cache: without logits its attention is dead code, the input float)
-            read = (pre[f"{kv}_cache_{i}"],) if i < arts.model_info.num_layers - 1 else ()
+            read = (pre[layout.kv_cache(kv, i)],) if i < arts.model_info.num_layers - 1 else ()
             params = {(s.dtype, s.scale, s.zero_point)
-                      for s in (dec[f"{kv}_cache_{i}"], *read, dec_out[f"{kv}_slice_{i}"])}
+                      for s in (dec[layout.kv_cache(kv, i)], *read, dec_out[layout.kv_slice(kv, i)])}
             assert len(params) == 1, f"{kv} cache of layer {i} has differing parameters: {params}"
 
 

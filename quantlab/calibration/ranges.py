@@ -1,7 +1,7 @@
 """`quantlab calibrate`: run calibration text through main with ai-edge-quantizer's calibrator and save the ranges.
 
 The ranges (min/max per tensor, ai-edge-quantizer's QSVs) are computed once with a recipe that covers every op, and
-reused by every scheme. K/V tensors the host copies between signatures (k_cache_i / k_slice_i in prefill and decode)
+reused by every scheme. K/V tensors the host copies between signatures (kv_cache_k_i / kv_slice_k_i in prefill and decode)
 get one shared range, so the host moves them without requantizing; main's `embeddings` input covers the whole table.
 
 How per-sample ranges are merged (`--ranges`):
@@ -73,6 +73,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     recipes = recipe_manager.RecipeManager()
     recipes.load_quantization_recipe(_covering_recipe())
     info, prefill_sig, fp32_sha = arts.model_info, arts.prefill_sig, arts.data.artifacts["fp32"].sha256
+    host = arts.host
     table = embedding_table_range(arts)
     qsvs = None
     acc = HessianAccumulator(main_path) if hessians else None
@@ -107,7 +108,8 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
             acc.release()
         del data
         gc.collect()
-    align_shared_ranges(qsvs, main_path, info.num_layers, table)
+    align_shared_ranges(qsvs, main_path, info.num_layers, table,
+                        max(1.0, abs(host.scaling_global), abs(host.scaling_local)))
     if acc is not None:
         acc.save(folder / HESSIAN_FILE)
     meta = {
@@ -136,23 +138,38 @@ def _covering_recipe() -> list[dict]:
     return recipe.static_wi8_ai16()
 
 
-def align_shared_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int, table: tuple[float, float]) -> None:
+def align_shared_ranges(qsvs: dict[str, Any], main_path: Path, n_layers: int, table: tuple[float, float],
+                        rope_scale: float = 1.0) -> None:
     """Ranges that calibration alone does not decide (in place): each layer's K (and V) cache input and slice output
-    get one range across both signatures; main's `embeddings` input covers the whole embedding table (`table`)."""
+    get one range across both signatures; main's `embeddings` input covers the whole embedding table (`table`); RoPE
+    and masks get their legal ranges (`legal_ranges`)."""
     from ai_edge_quantizer.utils import calibration_utils
 
     with interpreters_from_file(xnnpack=False):
         utils = calibration_utils.CalibrationQsvAlignmentUtils(str(main_path))
     sigs = signature_keys(main_path)
     for i in range(n_layers):
-        for names in ((layout.k_cache(i), layout.k_slice(i)), (layout.v_cache(i), layout.v_slice(i))):
+        for names in ((layout.kv_cache(kind, i), layout.kv_slice(kind, i)) for kind in "kv"):
             utils.align_quant_stats(qsvs, {s: list(names) for s in sigs})
     cover_embedding_table(qsvs, utils, sigs, table)
+    for names, (lo, hi) in legal_ranges(rope_scale).items():
+        for name in names:
+            utils.align_quant_stats(qsvs, {s: [name] for s in sigs})
+            utils.update_quant_stats(qsvs, {s: [name] for s in sigs}, np.float32(lo), np.float32(hi))
+
+
+def legal_ranges(rope_scale: float = 1.0) -> dict[tuple[str, ...], tuple[float, float]]:
+    """Inputs the host (or LiteRT-LM's aux model) computes, with a range known without calibration: RoPE tables are
+    cos/sin (times the rotary embedding's attention scaling, 1 for Gemma3), masks are 0 or MASK_VALUE. Their
+    quantization is set to exactly that range, never to the positions calibration reached (Google's bundle calibrated
+    RoPE on prompts that stopped at position 421 and saturated beyond); the masks' int16 scale is then 100/32767, so
+    LiteRT-LM's own int16 mask values (0 / -32767) mean 0 / -100 here too (int8: 127 / -128)."""
+    return {layout.ROPE: (-rope_scale, rope_scale), (layout.MASK_GLOBAL, layout.MASK_LOCAL): (layout.MASK_VALUE, 0.0)}
 
 
 def embedding_table_range(arts: ArtifactSet) -> tuple[float, float]:
     """Min and max over every row the FP32 embedder can return (the whole vocabulary, one prefill call per chunk)."""
-    emb, sig, t = arts.embedder, arts.prefill_sig, arts.host.prefill_len
+    emb, sig, t = arts.embedder, layout.embedder_signature(arts.prefill_sig), arts.host.prefill_len
     vocab = arts.model_info.vocab_size
     lo, hi = np.inf, -np.inf
     for start in range(0, vocab, t):

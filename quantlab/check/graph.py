@@ -89,8 +89,8 @@ def io_dtypes(path: Path) -> dict[str, str]:
     ins, outs = signature_io(path)[layout.DECODE]
     pick = lambda t: t.dtype.lower()  # noqa: E731
     return {"embeddings": pick(ins[layout.EMBEDDER_OUTPUT]), "masks": pick(ins["mask_global"]),
-            "rope": pick(ins["cos_global"]), "kv_cache": pick(ins[layout.k_cache(0)]),
-            "logits": pick(outs[layout.logits_names(outs)[0]])}
+            "rope": pick(ins[layout.ROPE[0]]), "kv_cache": pick(ins[layout.kv_cache("k", 0)]),
+            "logits": pick(outs[layout.LOGITS])}
 
 
 def _tensor(t, buffers) -> Tensor:

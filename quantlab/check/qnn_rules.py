@@ -20,15 +20,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import math
+
 from quantlab.check.graph import Op, read_ops
 from quantlab.check.litert_rules import Violation
 
 MAX_INT16_FC_WIDTH = 65536
 MEASURED_SOCS = "SM8650, SM8750"
+# LiteRT-LM #3508, litert-torch #1184 / PR #1226: on Qualcomm HTP (SM8750/SM8850, QAIRT 2.47) a prefill attention-mask
+# ADD whose operand exceeds 1 MiB pairs rows with the wrong operand rows, so every prefill chunk after the first is
+# lost: 2 B × heads × T × (C + T) ≤ 1,048,576 B (Gemma3 270M/1B, 4 heads, T = 128: cache ≤ 896).
+MAX_PREFILL_MASK_ADD_BYTES = 1 << 20
+# QNN HTP 2.51 (onnxruntime-qnn 2.7.0's simulator, SM8450–SM8850; also when ORT's own QNN EP prepares the same ONNX
+# graph): an int16 ADD of two activations shaped [..., R, 1] with R ≥ 8, consumed by a MUL or ADD whose other operand
+# is [..., 1, C], computes wrong values or crashes. R ≤ 7 is exact.
+ADD_BCAST_MIN_ROWS = 8
+_BYTES = {"INT8": 1, "INT16": 2, "FLOAT32": 4}
 
 
 def qnn_violations(ops: list[Op]) -> list[Violation]:
-    found = []
+    found = _mask_add_violations(ops) + _add_bcast_violations(ops)
     for op in ops:
         if op.name == "STABLEHLO_COMPOSITE" and op.outputs and op.outputs[0].dtype == "INT8":
             found.append(Violation(
@@ -53,6 +64,55 @@ def qnn_violations(ops: list[Op]) -> list[Violation]:
                 f"int16 fully-connected {out.shape[-1]} outputs wide: graph preparation fails for the whole model "
                 f"(could not create op ... QInt16Crouton_TCM; measured on SM8650/SM8750/SM8850)",
                 f"split it into blocks of at most {MAX_INT16_FC_WIDTH} outputs (quantlab's export does) or use int8"))
+    return found
+
+
+def _mask_add_violations(ops: list[Op]) -> list[Violation]:
+    """Prefill ADDs that apply an attention mask to scores larger than the HTP handles (#3508)."""
+    found = []
+    for op in ops:
+        if op.name != "ADD" or not op.signature.startswith("prefill") or not op.outputs:
+            continue
+        if not any("mask_" in t.name for t in op.inputs):
+            continue
+        out = op.outputs[0]
+        size = math.prod(out.shape) * _BYTES.get(out.dtype, 4)
+        if size > MAX_PREFILL_MASK_ADD_BYTES:
+            found.append(Violation(
+                "qnn-prefill-mask-size", op.signature, op.index, op.name, out.name,
+                f"attention-mask ADD of {size:,} B {list(out.shape)} in prefill: above 1 MiB the Qualcomm HTP pairs it "
+                "with the wrong rows and every prefill chunk after the first is lost (LiteRT-LM #3508, litert-torch "
+                "#1184 and PR #1226: 2 B x heads x prefill x (cache + prefill) <= 1,048,576 B)",
+                "export with a shorter --prefill-len (64 at cache 1280 for 4 heads) or a shorter --cache-len "
+                "(896 at prefill 128)"))
+    return found
+
+
+def _add_bcast_violations(ops: list[Op]) -> list[Violation]:
+    """int16 ADD [.., R >= 8, 1] feeding a bidirectionally broadcasting MUL/ADD (the QNN HTP 2.51 bug)."""
+    found = []
+    consumers: dict[tuple[str, str], list[Op]] = {}
+    for op in ops:
+        for t in op.inputs:
+            consumers.setdefault((op.signature, t.name), []).append(op)
+    for op in ops:
+        if op.name != "ADD" or len(op.inputs) != 2 or any(t.constant for t in op.inputs) or not op.outputs:
+            continue
+        out = op.outputs[0]
+        if out.dtype != "INT16" or len(out.shape) < 2 or out.shape[-1] != 1 or \
+                math.prod(out.shape[:-1]) < ADD_BCAST_MIN_ROWS:
+            continue
+        for c in consumers.get((op.signature, out.name), []):
+            other = [t for t in c.inputs if t.name != out.name]
+            if c.name in ("MUL", "ADD") and other and other[0].shape and other[0].shape[-1] > 1 \
+                    and math.prod(other[0].shape[:-1]) == 1:
+                found.append(Violation(
+                    "qnn-int16-add-bcast", op.signature, op.index, op.name, out.name,
+                    f"int16 ADD {list(out.shape)} feeding a broadcast {c.name} (op {c.index}) with "
+                    f"{list(other[0].shape)}: QNN HTP 2.51 computes it wrong or crashes (measured on its simulator, "
+                    "SM8450-SM8850; rows <= 7 are exact)",
+                    "multiply each addend by the broadcast operand first and add at full width (quantlab's rotation "
+                    "does), or keep that ADD at int8/float"))
     return found
 
 

@@ -37,6 +37,11 @@ class Accumulator:
             self.agree.extend((logits.argmax(-1) == ref.argmax(-1)).tolist())
             self.max_abs_logit_diff = max(self.max_abs_logit_diff, float(np.abs(logits - ref).max()))
 
+    def add_log_probs(self, log_probs: np.ndarray, positions: np.ndarray) -> None:
+        """Scores that arrive as the true tokens' log-probabilities (a runtime that returns no distributions)."""
+        self.nll.extend((-np.asarray(log_probs, np.float64)).tolist())
+        self.positions.extend(np.asarray(positions).tolist())
+
     def summary(self) -> dict:
         nll = np.asarray(self.nll)
         out = {"tokens_scored": int(nll.size), "perplexity": float(np.exp(nll.mean())) if nll.size else float("nan")}

@@ -103,8 +103,8 @@ def _export_both(loaded: LoadedModel, config: layout.ExportConfig, emb_path: Pat
     sigs = config.signatures()
     with Stage("export embedder", timings):
         emb = Embedder(loaded.model).eval()
-        _convert(emb, {s: {layout.EMBEDDER_INPUT: torch.zeros(1, t, dtype=torch.int32)} for s, t in sigs.items()},
-                 emb_path)
+        _convert(emb, {layout.embedder_signature(s): {layout.EMBEDDER_INPUT: torch.zeros(1, t, dtype=torch.int32)}
+                       for s, t in sigs.items()}, emb_path)
         del emb
     gc.collect()
     with Stage("export main", timings):

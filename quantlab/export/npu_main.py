@@ -26,10 +26,9 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    # x: [1, heads, T, D]; cos/sin: [1, T, D]
-    cos = cos.unsqueeze(1)
-    sin = sin.unsqueeze(1)
-    return x * cos + _rotate_half(x) * sin
+    # x: [1, heads, T, D]; cos/sin: [1, T, 1, D] (LiteRT-LM's shape) viewed as [1, 1, T, D] to broadcast over heads
+    t, d = cos.shape[1], cos.shape[3]
+    return x * cos.reshape(1, 1, t, d) + _rotate_half(x) * sin.reshape(1, 1, t, d)
 
 
 class CompositeRMSNorm(nn.Module):
@@ -121,28 +120,6 @@ class NpuDecoderLayer(nn.Module):
         return x, k, v
 
 
-# QNN HTP cannot prepare an int16 tensor of logits 262,144 wide (the Gemma3 LM head), neither from one fully-connected
-# op nor from a concatenation of blocks: "could not create op: q::ConvLayer.opt.activations_from_vtcm ...
-# QInt16Crouton_TCM", graph prepare failed 12. So the LM head is split into row blocks of 65,536 in PyTorch (views of
-# the tied weight, no copy) and each block is its own output (logits_0 ...); the host concatenates them.
-LM_HEAD_BLOCK = 65536
-
-
-class SplitLMHead(nn.Module):
-    """Blocks x @ W[i:i+block].T whose concatenation is the one Linear's output, in NPU-sized pieces."""
-
-    def __init__(self, weight: torch.Tensor, block: int = LM_HEAD_BLOCK) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList()
-        for start in range(0, weight.shape[0], block):
-            lin = nn.Linear(weight.shape[1], min(block, weight.shape[0] - start), bias=False)
-            lin.weight = nn.Parameter(weight[start : start + block], requires_grad=False)
-            self.blocks.append(lin)
-
-    def forward(self, x) -> list:
-        return [b(x) for b in self.blocks]
-
-
 class NpuGemma3Main(nn.Module):
     """Transformer body + final norm + LM head; stateless (caches in, new K/V slices out). Called with one token
     (decode) it returns logits; with more (prefill), only the K/V slices."""
@@ -156,29 +133,32 @@ class NpuGemma3Main(nn.Module):
         )
         self.norm = CompositeRMSNorm(hf_model.model.norm)
         self.norm_after = after_norm(hf_model.model.norm)
-        self.lm_head = SplitLMHead(hf_model.lm_head.weight.detach())
+        # One LM head and one `logits` output, as LiteRT-LM reads it (one tensor, one scale). QNN once failed to
+        # prepare a 262,144-wide int16 LM head inside prefill; in decode alone it compiles (see docs/litert-lm.md).
+        self.lm_head = hf_model.lm_head
         self.final_softcap = config.final_logit_softcapping
 
-    def forward(self, embeddings, mask_global, mask_local, cos_global, sin_global, cos_local, sin_local, k_cache, v_cache):
+    def forward(self, embeddings, mask_global, mask_local, pos_emb_cos, pos_emb_sin, pos_emb_local_cos,
+                pos_emb_local_sin, kv_cache_k, kv_cache_v):
         x = embeddings
         k_out, v_out = [], []
         for i, layer in enumerate(self.layers):
             if layer.is_global:
-                x, k, v = layer(x, mask_global, cos_global, sin_global, k_cache[i], v_cache[i])
+                x, k, v = layer(x, mask_global, pos_emb_cos, pos_emb_sin, kv_cache_k[i], kv_cache_v[i])
             else:
-                x, k, v = layer(x, mask_local, cos_local, sin_local, k_cache[i], v_cache[i])
+                x, k, v = layer(x, mask_local, pos_emb_local_cos, pos_emb_local_sin, kv_cache_k[i], kv_cache_v[i])
             k_out.append(k)
             v_out.append(v)
+        slices = {"kv_slice_k": k_out, "kv_slice_v": v_out}
         if x.shape[1] > 1:
             # Prefill returns no logits (as LiteRT-LM's NPU models): the host decodes the prompt's last token for the
             # first new one. At 262k vocabulary the LM head would be a third of prefill's work, and its per-channel
             # quantization parameters a second copy in the file (270M: compiled main 286.5 → 281.1 MB).
-            return {"k_slice": k_out, "v_slice": v_out}
-        blocks = self.lm_head(self.norm_after(self.norm(x)))
+            return slices
+        logits = self.lm_head(self.norm_after(self.norm(x)))
         if self.final_softcap is not None:
-            blocks = [torch.tanh(b / self.final_softcap) * self.final_softcap for b in blocks]
-        logits = {layout.LOGITS: blocks[0]} if len(blocks) == 1 else {layout.LOGITS: blocks}
-        return {**logits, "k_slice": k_out, "v_slice": v_out}
+            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
+        return {layout.LOGITS: logits, **slices}
 
 
 class Embedder(nn.Module):
@@ -188,24 +168,19 @@ class Embedder(nn.Module):
         super().__init__()
         self.embed = hf_model.model.embed_tokens
 
-    def forward(self, tokens):
-        return {layout.EMBEDDER_OUTPUT: self.embed(tokens)}
+    def forward(self, token_ids):
+        return {layout.EMBEDDER_OUTPUT: self.embed(token_ids)}
 
 
 def sample_main_inputs(config, export: layout.ExportConfig, t: int) -> dict:
     """Example inputs for tracing one signature (zeros; only the shapes matter)."""
     c, kv, d = export.cache_len, config.num_key_value_heads, config.head_dim
     n = config.num_hidden_layers
-    mask = torch.zeros(1, 1, t, c + t)
-    rope = torch.zeros(1, t, d)
     return {
-        "embeddings": torch.zeros(1, t, config.hidden_size),
-        "mask_global": mask,
-        "mask_local": mask.clone(),
-        "cos_global": rope,
-        "sin_global": rope.clone(),
-        "cos_local": rope.clone(),
-        "sin_local": rope.clone(),
-        "k_cache": [torch.zeros(1, kv, c, d) for _ in range(n)],
-        "v_cache": [torch.zeros(1, kv, c, d) for _ in range(n)],
+        layout.EMBEDDINGS: torch.zeros(1, t, config.hidden_size),
+        layout.MASK_GLOBAL: torch.zeros(1, 1, t, c + t),
+        layout.MASK_LOCAL: torch.zeros(1, 1, t, c + t),
+        **{name: torch.zeros(1, t, 1, d) for name in layout.ROPE},
+        "kv_cache_k": [torch.zeros(1, kv, c, d) for _ in range(n)],
+        "kv_cache_v": [torch.zeros(1, kv, c, d) for _ in range(n)],
     }

@@ -51,9 +51,12 @@ class Reflections(nn.Module):
         self.register_buffer("big", torch.stack([2.0 * v[c] for v, c in zip(vs.float(), channels)]))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        # y − 2(y·v)v with 2(y·v) = rest(y) + y_c·big, written as two broadcast products summed at full width: QNN HTP
+        # 2.51 computes an int16 ADD of shape [.., T, 1] (T ≥ 8) that feeds a broadcasting MUL wrongly, or crashes
+        # (measured on its simulator, SM8450–SM8850; check rule qnn-int16-add-bcast), which the form
+        # `(rest(y) + y_c·big) · v` built in every int16 prefill.
         for i, (v, c) in enumerate(zip(self.vs, self.channels)):
-            dot = self.rest[i](y) + y[..., c : c + 1] * self.big[i]  # 2 y·v
-            y = y - dot * v
+            y = y - (self.rest[i](y) * v + y[..., c : c + 1] * (self.big[i] * v))
         return y
 
 

@@ -28,8 +28,9 @@ class RunConfig:
     270M). analyze: run the mixed-precision search and build its chosen recipe as another variant (tolerance: allowed
     perplexity ratio to fp32 on calibration-domain text; analyze_tokens: tokens scored per candidate; search_soc: the
     SoC every candidate must compile for). smooth_alpha, rotate, hadamard: function-preserving transforms before
-    export (see ExportConfig). embedder: the embedder quantized mains ship with, `int8` (table at int8 per row: 4×
-    smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
+    export (see ExportConfig). bundles: a `.litertlm` per variant and compiled main (quantlab/bundle), each
+    uncompiled one also scored through LiteRT-LM in the evaluate stage. embedder: the embedder quantized mains ship
+    with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
     it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
     """
 
@@ -39,7 +40,7 @@ class RunConfig:
     socs: tuple[str, ...] = ("SM8750",)
     calib_texts: tuple[Path, ...] = ()
     eval_text: Path | None = None
-    prefill_len: int = 128
+    prefill_len: int = 64
     cache_len: int = 1280
     calib_windows: int = 2
     eval_tokens: int | None = None
@@ -55,6 +56,7 @@ class RunConfig:
     hadamard: bool = False
     per_op: bool = True
     embedder: str = "int8"
+    bundles: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", parse_all(tuple(self.schemes) or DEFAULT_SCHEMES))

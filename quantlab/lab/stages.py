@@ -50,8 +50,9 @@ STAGES: tuple[Stage, ...] = (
     Stage("check", ("quantize",), (), version=2, doc="LiteRT kernel rules on every main"),
     Stage("compile", ("quantize",), ("socs",), each="socs", version=2,
           doc="QNN HTP AOT for each quantized main and SoC"),
-    Stage("evaluate", ("quantize",), ("eval_text", "eval_tokens", "decode_steps", "sample_prompt", "per_op"),
-          version=4, doc="perplexity, KL, top-1 vs FP32, CPU speed, memory, a sample"),
+    Stage("bundle", ("compile",), ("bundles",), doc="a .litertlm per variant and compiled main, for LiteRT-LM"),
+    Stage("evaluate", ("quantize", "bundle"), ("eval_text", "eval_tokens", "decode_steps", "sample_prompt", "per_op"),
+          version=4, doc="perplexity, KL, top-1 vs FP32, CPU speed, memory, a sample; each bundle through LiteRT-LM"),
     Stage("report", ("evaluate", "compile", "check"), doc="report.md and report.html"),
 )
 BY_NAME = {s.name: s for s in STAGES}

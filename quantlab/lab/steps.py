@@ -154,6 +154,33 @@ def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stag
     return steps
 
 
+def bundle(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    from quantlab.bundle.builder import LITERT_LM_WINDOW
+
+    out, name = cfg.out, lab.model_name
+    if not cfg.bundles:
+        return []
+    window = manifest.load(out).host["sliding_window"]
+    if window != LITERT_LM_WINDOW:
+        lab.log(f"  no bundles: LiteRT-LM's NPU executor assumes a {LITERT_LM_WINDOW}-token sliding window, this model "
+                f"has {window}")
+        return []
+    steps = []
+    for v in lab.variants:
+        compiled = [s.split(":")[2] for s in lab.built if s.startswith(f"compile:{v}:")
+                    and not (lab.result(s) or {}).get("failed")]
+        for soc in [None, *compiled]:
+            def run(v=v, soc=soc) -> dict:
+                from quantlab.bundle.builder import build_bundle
+
+                return {"bytes": build_bundle(out, v, soc, overwrite=True).bytes}
+
+            needs = (f"compile:{v}:{soc}",) if soc else (lab.producer(v),)
+            steps.append(Step(f"bundle:{v}" + (f":{soc}" if soc else ""), run, needs=needs,
+                              outputs=(out / artifacts.bundle_file(name, v, soc),)))
+    return steps
+
+
 def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
     from quantlab.evaluate.evaluator import METHOD_VERSION
 
@@ -181,10 +208,33 @@ def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
                 m.artifacts[v].metrics = manifest.from_dict(manifest.Metrics, res)
 
         # (a quantized main's step needs its embedder's, so its key covers the embedder it ships with)
-        steps.append(Step(f"evaluate:{v}", run, needs=tuple(dict.fromkeys(("export", lab.producer(v)))), parts=(METHOD_VERSION,), outputs=(lab.path(v),),
-                          record=record))
+        steps.append(Step(f"evaluate:{v}", run, needs=tuple(dict.fromkeys(("export", lab.producer(v)))),
+                          parts=(METHOD_VERSION,), outputs=(lab.path(v),), record=record))
+        if f"bundle:{v}" in lab.built:
+            steps.append(_litert_lm_step(lab, v, out, text_path, tokens, prompt))
     return steps
 
 
+def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt) -> Step:
+    """The variant's bundle scored through Google's LiteRT-LM, with a sample it generates."""
+    key = artifacts.bundle_key(v)
+
+    def run() -> dict:
+        from quantlab.evaluate.litert_lm_eval import evaluate_litert_lm
+        from quantlab.runtime.session import ArtifactSet
+        from quantlab.texts import default_eval_text, read_text
+
+        text = read_text(text_path) if text_path else default_eval_text()
+        n = tokens or (ArtifactSet(out, v).host.cache_len - 1)
+        return manifest.to_dict(evaluate_litert_lm(out, text, v, n, sample_prompt=prompt))
+
+    def record(res: dict) -> None:
+        with manifest.edit(out) as m:
+            m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, res)
+
+    return Step(f"evaluate:{key}", run, needs=(f"bundle:{v}",),
+                outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record)
+
+
 BUILDERS = {"export": export, "calibrate": calibrate, "analyze": analyze, "quantize": quantize, "check": check,
-            "compile": compile, "evaluate": evaluate}
+            "compile": compile, "bundle": bundle, "evaluate": evaluate}

@@ -37,7 +37,11 @@ GEMMA3_1B = dict(
     query_pre_attn_scalar=256,
 )
 
-SHAPES = {"tiny-random": TINY, "gemma3-1b-random": GEMMA3_1B}
+# The tiny shape with Gemma3's own 512-token window: what LiteRT-LM's NPU executor assumes (quantlab/bundle/), for tests
+# of bundles (with a cache of 64 every position is inside the window).
+TINY_W512 = dict(TINY, sliding_window=512)
+
+SHAPES = {"tiny-random": TINY, "tiny-random-w512": TINY_W512, "gemma3-1b-random": GEMMA3_1B}
 
 
 def random_config(shape: dict):

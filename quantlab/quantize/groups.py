@@ -39,7 +39,7 @@ class OpGroup:
 GROUPS: tuple[OpGroup, ...] = (
     OpGroup("attention", "attention core: RoPE, scores, mask, softmax, weighted sum",
             (("NpuAttention_attn", "*"),)),
-    OpGroup("kv_cache", "K/V cache inputs and new K/V slices", ((r"[kv]_(cache|slice)_\d+", "*"),)),
+    OpGroup("kv_cache", "K/V cache inputs and new K/V slices", ((r"kv_(cache|slice)_[kv]_\d+", "*"),)),
     OpGroup("mlp_act", "MLP GELU and gate·up product", (("Gemma3MLP_mlp", "*"),)),
     OpGroup("residual", "residual adds", ((r"NpuDecoderLayer_\d+;\d*;$", "ADD"),)),
     OpGroup("norms", "RMSNorms (composite in/out)",

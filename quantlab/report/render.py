@@ -10,7 +10,7 @@ from pathlib import Path
 from quantlab import manifest
 from quantlab.atomic import write_text
 from quantlab.report import figures
-from quantlab.report.rows import stage_rows, variant_rows
+from quantlab.report.rows import bundle_rows, stage_rows, variant_rows
 from quantlab.report.verdict import verdict
 
 
@@ -47,7 +47,8 @@ def render_markdown(data: manifest.Manifest) -> str:
         model=model, model_line=f"{model.num_layers} layers, hidden {model.hidden_size}, vocab "
                                 f"{model.vocab_size}, from {model.source}.",
         created=data.created, versions=data.versions, eval_note=eval_note, guide=verdict(rows, tolerance),
-        rows=rows, stages=stage_rows(data), prompt=sample.get("prompt", ""), last_run_s=data.last_run_seconds,
+        rows=rows, bundles=bundle_rows(data), stages=stage_rows(data), prompt=sample.get("prompt", ""),
+        last_run_s=data.last_run_seconds,
         analysis=analysis,
         broken_float=[r.group for r in analysis.rows if r.kl_float > analysis.all_int8["kl"]] if analysis else [],
     )

@@ -75,6 +75,40 @@ def _row(name: str, a: Artifact, arts: dict[str, Artifact], base: float | None) 
     return row
 
 
+@dataclass
+class BundleRow:
+    """One `.litertlm`: what it holds and, for an uncompiled one, what LiteRT-LM measured beside quantlab's runtime."""
+
+    path: str
+    mb: float
+    variant: str
+    soc: str | None
+    litert_lm_perplexity: float | None = None
+    quantlab_perplexity: float | None = None
+    tokens: int | None = None
+    sample: str | None = None
+
+    @property
+    def delta_pct(self) -> float | None:
+        if self.litert_lm_perplexity is None or not self.quantlab_perplexity:
+            return None
+        return 100 * (self.litert_lm_perplexity / self.quantlab_perplexity - 1)
+
+
+def bundle_rows(data: Manifest) -> list[BundleRow]:
+    rows = []
+    for a in data.artifacts.values():
+        if a.role != "bundle":
+            continue
+        variant = data.artifacts[a.source].source if a.soc else a.source
+        main = data.artifacts.get(variant)
+        ours = main.metrics.perplexity if main is not None and main.metrics is not None else None
+        m = a.metrics
+        rows.append(BundleRow(a.path, a.bytes / 1e6, variant, a.soc, m.perplexity if m else None, ours,
+                              m.tokens_scored if m else None, (m.sample or {}).get("text") if m else None))
+    return rows
+
+
 def stage_rows(data: Manifest) -> list[dict]:
     """Per stage: what making the current artifacts took, and what the last run did (ran / skipped steps)."""
     return [{"stage": s, "seconds": t.seconds, "steps": t.steps, "ran": t.ran, "skipped": t.skipped,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from quantlab.layout import MASK_VALUE
+from quantlab.layout import MASK_GLOBAL, MASK_LOCAL, MASK_VALUE, ROPE
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,14 @@ class HostParams:
                       "inv_freq_local": tuple(raw["inv_freq_local"])})
 
     def rope(self, positions: np.ndarray, local: bool) -> tuple[np.ndarray, np.ndarray]:
-        """cos, sin of shape [1, T, head_dim] for `positions` (transformers' cat(freqs, freqs) layout)."""
+        """cos, sin of shape [1, T, 1, head_dim] for `positions` (transformers' cat(freqs, freqs) layout; LiteRT-LM's
+        shape)."""
         inv = np.asarray(self.inv_freq_local if local else self.inv_freq_global, dtype=np.float32)
         scale = np.float32(self.scaling_local if local else self.scaling_global)
         freqs = positions.astype(np.float32)[:, None] * inv[None, :]
         emb = np.concatenate([freqs, freqs], axis=-1)
-        return (np.cos(emb) * scale)[None].astype(np.float32), (np.sin(emb) * scale)[None].astype(np.float32)
+        return ((np.cos(emb) * scale)[None, :, None].astype(np.float32),
+                (np.sin(emb) * scale)[None, :, None].astype(np.float32))
 
     def masks(self, start: int, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Global and local additive masks [1, 1, t, C + t] for new tokens at positions start .. start + t - 1.
@@ -67,14 +69,7 @@ class HostParams:
         mask_global, mask_local = self.masks(start, t)
         cos_g, sin_g = self.rope(positions, local=False)
         cos_l, sin_l = self.rope(positions, local=True)
-        return {
-            "mask_global": mask_global,
-            "mask_local": mask_local,
-            "cos_global": cos_g,
-            "sin_global": sin_g,
-            "cos_local": cos_l,
-            "sin_local": sin_l,
-        }
+        return {MASK_GLOBAL: mask_global, MASK_LOCAL: mask_local, **dict(zip(ROPE, (cos_g, sin_g, cos_l, sin_l)))}
 
 
 def host_params_from_model(hf_model, cache_len: int, prefill_len: int) -> HostParams:

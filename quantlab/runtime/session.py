@@ -102,7 +102,7 @@ class Session:
         self.arts = arts
         self.n_layers = arts.model_info.num_layers
         dec_in = arts.main.inputs[layout.DECODE]
-        self.cache_specs = {n: dec_in[n] for n in dec_in if n.startswith(("k_cache_", "v_cache_"))}
+        self.cache_specs = {n: dec_in[n] for n in dec_in if layout.is_cache(n)}
         self.reset()
 
     def reset(self) -> None:
@@ -118,26 +118,21 @@ class Session:
         arts, n = self.arts, len(tokens)
         padded = np.full((1, t), arts.model_info.pad_token_id, np.int32)
         padded[0, :n] = tokens
-        emb = arts.embedder.run(sig, {layout.EMBEDDER_INPUT: padded})[layout.EMBEDDER_OUTPUT]
-        return {"embeddings": emb, **arts.host.main_inputs(self.pos, t)}, self.caches
+        emb = arts.embedder.run(layout.embedder_signature(sig), {layout.EMBEDDER_INPUT: padded})[layout.EMBEDDER_OUTPUT]
+        return {layout.EMBEDDINGS: emb, **arts.host.main_inputs(self.pos, t)}, self.caches
 
     def run(self, sig: str, values: dict[str, np.ndarray], raw: dict[str, np.ndarray], n: int,
             want_logits: bool) -> np.ndarray | None:
         """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted."""
         main = self.arts.main
-        slice_names = tuple(f"{kv}_slice_{i}" for i in range(self.n_layers) for kv in ("k", "v"))
-        out = main.run(sig, values, raw=self._as_inputs_of(sig, raw), raw_outputs=slice_names)
+        slices = tuple(layout.slice_of(c) for c in self.cache_specs)
+        out = main.run(sig, values, raw=self._as_inputs_of(sig, raw), raw_outputs=slices)
         spec_out = main.outputs[sig]
-        for i in range(self.n_layers):
-            for kv in ("k", "v"):
-                cache_name, slice_name = f"{kv}_cache_{i}", f"{kv}_slice_{i}"
-                new = spec_out[slice_name].convert(out[slice_name][:, :, :n], self.cache_specs[cache_name])
-                self.caches[cache_name][:, :, self.pos : self.pos + n] = new
+        for cache, spec in self.cache_specs.items():
+            name = layout.slice_of(cache)
+            self.caches[cache][:, :, self.pos : self.pos + n] = spec_out[name].convert(out[name][:, :, :n], spec)
         self.pos += n
-        if not want_logits:
-            return None
-        names = layout.logits_names(out)
-        return np.concatenate([out[name][0, :n] for name in names], axis=-1) if len(names) > 1 else out[names[0]][0, :n]
+        return out[layout.LOGITS][0, :n] if want_logits else None
 
     def _as_inputs_of(self, sig: str, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The caches in `sig`'s own input types. They differ only where `sig` never reads a cache (prefill's last
@@ -150,11 +145,17 @@ class Session:
         return self.run(sig, values, raw, len(tokens), want_logits)
 
     def feed(self, tokens: list[int]) -> None:
-        """Write `tokens`' keys and values into the caches through prefill, in chunks of the prefill length."""
+        """Write `tokens`' keys and values into the caches through prefill, in chunks of the prefill length.
+
+        Chunks end where LiteRT-LM's NPU executor ends them, so that a quantized main computes the same numbers in
+        both runtimes: it splits a prompt into blocks of T and holds each block's last token back for the next call,
+        so from position 0 the calls cover [0, T-1), [T-1, 2T-1), ..."""
         self._check_room(len(tokens))
         t = self.arts.host.prefill_len
-        for s in range(0, len(tokens), t):
-            self._step(self.arts.prefill_sig, tokens[s : s + t], t, want_logits=False)
+        s, n = 0, t - 1 if self.pos == 0 and t > 1 else t
+        while s < len(tokens):
+            self._step(self.arts.prefill_sig, tokens[s : s + n], t, want_logits=False)
+            s, n = s + n, t
 
     def prefill(self, tokens: list[int]) -> np.ndarray:
         """Feed `tokens`; return the logits of the last one: all but the last through prefill, the last through decode
