@@ -11,16 +11,24 @@ from typing import Callable, Sequence
 
 
 def run_lab(model: str = "gemma3-270m", out: str | Path = "out", schemes: Sequence[str] = (),
-            log: Callable[[str], None] = print, **options) -> dict:
-    """The whole lab: export → calibrate → analyze → quantize → check → compile → evaluate → report, resumable.
+            log: Callable[[str], None] = print, log_file: str | Path | None = None, verbose: bool = False,
+            **options) -> dict:
+    """The whole lab: export → calibrate → analyze → quantize → check → compile → bundle → evaluate → report,
+    resumable.
 
     Use it when you want every artifact and the evidence to choose between them; `options` are RunConfig's fields
     (quantlab/lab/config.py: socs, calib_texts, eval_text, prefill_len, cache_len, analyze, hadamard, ...). A second
-    call with the same options redoes nothing; a changed option redoes exactly the steps that read it."""
+    call with the same options redoes nothing; a changed option redoes exactly the steps that read it. With
+    `log_file`, everything but quantlab's own lines goes to that file (unless `verbose`)."""
+    from quantlab.console import quiet
     from quantlab.lab.config import RunConfig
     from quantlab.lab.pipeline import Lab
 
-    return Lab(RunConfig(model=model, out=Path(out), schemes=tuple(schemes), **options), log=log).run()
+    cfg = RunConfig(model=model, out=Path(out), schemes=tuple(schemes), **options)  # all input checked first
+    if log_file is None:
+        return Lab(cfg, log=log).run()
+    with quiet(Path(log_file), verbose) as say:
+        return Lab(cfg, log=say).run()
 
 
 def export_model(model: str, out: str | Path, prefill_len: int = 64, cache_len: int = 1280, rotate: int = 1,
@@ -112,6 +120,23 @@ def evaluate_model(folder: str | Path, text: str, variant: str = "fp32", referen
     from quantlab.evaluate.evaluator import evaluate
 
     return evaluate(Path(folder), text, variant, reference, max_tokens, decode_steps, threads)
+
+
+def simulate_npu(folder: str | Path, variant: str, soc: str = "SM8750", text: str | None = None,
+                 positions: int = 32, chunk: int = 1) -> dict:
+    """What the NPU computes: `variant` compiled for `soc` (without weight sharing) on the QNN HTP simulator, against
+    the CPU interpreter and FP32 on `positions` decode positions and prefill chunk `chunk` of `text` (default: the
+    evaluation text). Slow (~10 s per 270M decode call): a spot check, not a perplexity run."""
+    from quantlab.compile.socs import resolve_soc
+    from quantlab.errors import UserError
+    from quantlab.evaluate.npu_sim import npu_agreement
+    from quantlab.texts import default_eval_text
+
+    if variant == "fp32":
+        raise UserError("the simulator runs quantized mains; pass --variant int8, int16_w8 or another")
+    if positions < 1 or chunk < 0:
+        raise UserError(f"--sim-positions must be at least 1 and --sim-chunk at least 0, got {positions}, {chunk}")
+    return npu_agreement(Path(folder), variant, resolve_soc(soc), text or default_eval_text(), positions, chunk)
 
 
 def build_bundle(folder: str | Path, variant: str, soc: str | None = None, overwrite: bool = False):

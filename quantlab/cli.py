@@ -25,6 +25,8 @@ HADAMARD_HELP = ("block-Hadamard rotations folded around the fully-connected lay
                  "0.022 -> 0.021")
 ROTATE_HELP = ("spread the K largest residual channels by a rotation before export (same function; default 1: the "
                "270M's one massive channel; 0: none)")
+PREFILL_HELP = ("tokens per prefill call (default 64: with the 1280-slot cache the prefill attention-mask ADD stays under "
+                "the 1 MiB Qualcomm's HTP handles, LiteRT-LM #3508; 128 needs --cache-len 896 or less)")
 MODEL_HELP = "gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf"
 
 
@@ -54,6 +56,8 @@ def _eval(a: argparse.Namespace) -> int:
     from quantlab import manifest
     from quantlab.texts import read_text
 
+    if a.backend == "htp-sim":
+        return _eval_sim(a)
     if a.per_op and a.variant == "fp32":
         raise UserError("--per-op compares a quantized variant with fp32; pass --variant int8 (or another)")
     text = read_text(Path(a.text))
@@ -92,6 +96,30 @@ def _eval(a: argparse.Namespace) -> int:
                   f"(layer {fb['layer']}): {fb['snr_db']} dB")
         for op, st in po["by_op_type"].items():
             print(f"    {op:18s} median {st['median_db']:6.1f} dB, min {st['min_db']:6.1f} dB, {st['count']} tensors")
+    return 0
+
+
+def _eval_sim(a: argparse.Namespace) -> int:
+    from quantlab.texts import read_text
+
+    res = api.simulate_npu(a.dir, a.variant, a.soc, read_text(Path(a.text)), a.sim_positions, a.sim_chunk)
+    if a.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    d, p = res["decode"], res["prefill"]
+    print(f"{a.variant} compiled for {res['soc']} on the QNN HTP simulator ({len(res['positions'])} decode positions):")
+    if "crashed" in d:
+        print(f"  decode: {d['crashed']}")
+    else:
+        print(f"  decode vs CPU interpreter: KL {d['kl_vs_cpu']:.5f}, top-1 {d['top1_vs_cpu']:.1%}; vs FP32: simulated "
+              f"KL {d['kl_sim_vs_fp32']:.4f} top-1 {d['top1_sim_vs_fp32']:.1%}, CPU KL {d['kl_cpu_vs_fp32']:.4f} "
+              f"top-1 {d['top1_cpu_vs_fp32']:.1%}; {d['seconds_per_call']:.2f} s per call")
+    if "crashed" in p:
+        print(f"  prefill chunk {p['chunk']}: {p['crashed']}")
+    elif "skipped" not in p:
+        print(f"  prefill chunk {p['chunk']} (positions {p['positions'][0]}-{p['positions'][1]}): K/V slices vs CPU "
+              f"relative error {p['kv_relative_error_mean']:.4f} (max {p['kv_relative_error_max']:.4f}), "
+              f"{p['kv_max_steps']:.0f} steps at worst; {p['seconds_per_call']:.2f} s per call")
     return 0
 
 
@@ -179,12 +207,13 @@ def _compile(a: argparse.Namespace) -> int:
 
 def _run(a: argparse.Namespace) -> int:
     res = api.run_lab(
-        a.model, a.out, _schemes(a.schemes), log=lambda s: print(s, file=sys.stderr, flush=True),
+        a.model, a.out, _schemes(a.schemes), log_file=Path(a.out) / "quantlab.log", verbose=a.verbose,
         socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite, analyze=not a.no_analyze,
         tolerance=a.tolerance, search_soc=a.search_soc, smooth_alpha=a.smooth, per_op=not a.no_per_op,
-        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard, bundles=not a.no_bundle)
+        embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard, bundles=not a.no_bundle, npu_sim=a.npu_sim,
+        npu_sim_positions=a.npu_sim_positions)
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html")
     for stage, t in res["timings"].items():
         print(f"  {stage:10s} {t['seconds']:7.1f} s  ({t['ran']} run, {t['skipped']} unchanged)")
@@ -224,8 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--eval-text", default=None, help="evaluation .txt (default: Python docs kept out of calibration)")
     r.add_argument("--eval-tokens", type=int, default=None, help="tokens scored (default: one cache window)")
     r.add_argument("--calib-windows", type=int, default=2, help="calibration windows of the cache length")
-    r.add_argument("--prefill-len", type=int, default=64, help="tokens per prefill call (default 64: with the 1280-slot cache the prefill mask stays under the 1 MiB that '
-                        'Qualcomm's HTP handles, LiteRT-LM #3508)")
+    r.add_argument("--prefill-len", type=int, default=64, help=PREFILL_HELP)
     r.add_argument("--cache-len", type=int, default=1280)
     r.add_argument("--no-analyze", action="store_true",
                    help="skip the sensitivity analysis and mixed-precision search (and its variant)")
@@ -241,9 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SmoothQuant scale migration before export (default 0: none)")
     r.add_argument("--rotate", type=int, default=1, metavar="K", help=ROTATE_HELP)
     r.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
+    r.add_argument("--npu-sim", action="store_true",
+                   help="also run each compiled main on the QNN HTP simulator against the CPU and FP32 (slow: ~10 s "
+                        "per 270M decode call)")
+    r.add_argument("--npu-sim-positions", type=int, default=32, help="decode positions the simulator checks")
     r.add_argument("--no-bundle", action="store_true",
                    help="skip the .litertlm bundles (and their LiteRT-LM evaluation)")
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
+    r.add_argument("--verbose", action="store_true",
+                   help="show the libraries' own output too (by default it goes to DIR/quantlab.log only)")
     r.set_defaults(func=_run)
 
     rp = sub.add_parser("report", help="write report.md + report.html from DIR/manifest.json")
@@ -253,8 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="FP32 embedder + main in the NPU layout, tokenizer, manifest.json")
     e.add_argument("--model", default="gemma3-270m", help=MODEL_HELP)
     e.add_argument("--out", required=True, help="artifact folder")
-    e.add_argument("--prefill-len", type=int, default=64, help="tokens per prefill call (default 64: with the 1280-slot cache the prefill mask stays under the 1 MiB that '
-                        'Qualcomm's HTP handles, LiteRT-LM #3508)")
+    e.add_argument("--prefill-len", type=int, default=64, help=PREFILL_HELP)
     e.add_argument("--cache-len", type=int, default=1280, help="KV cache slots = longest context (default 1280)")
     e.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export, e.g. 0.5 (default 0: none); helps int8 activations")
@@ -343,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--per-op", action="store_true",
                    help="also SNR of every tensor vs fp32 on one real prefill call: where accuracy is lost")
     v.add_argument("--json", action="store_true", help="print the full result as JSON")
+    v.add_argument("--backend", choices=["cpu", "htp-sim"], default="cpu",
+                   help="cpu: LiteRT's CPU interpreter (default); htp-sim: the compiled main on the QNN HTP simulator, "
+                        "a spot check against the CPU and FP32 (slow: ~10 s per 270M decode call)")
+    v.add_argument("--soc", default="SM8750", help="with --backend htp-sim: the SoC to compile for (default SM8750)")
+    v.add_argument("--sim-positions", type=int, default=32, help="with --backend htp-sim: decode positions checked")
+    v.add_argument("--sim-chunk", type=int, default=1, help="with --backend htp-sim: the prefill chunk checked")
     v.add_argument("--runtime", choices=["quantlab", "litert-lm"], default="quantlab",
                    help="quantlab: its own host runtime (KL, top-1, speed); litert-lm: Google's LiteRT-LM on the "
                         "variant's .litertlm bundle (perplexity by position)")

@@ -181,6 +181,7 @@ class Artifact:
     check: CheckRecord | None = None
     compiled: dict[str, CompileRecord] = field(default_factory=dict)
     metrics: Metrics | None = None
+    npu_sim: dict[str, dict] = field(default_factory=dict)  # soc → what the HTP simulator computed (evaluate/npu_sim)
     extra: dict = field(default_factory=dict)
 
     @classmethod

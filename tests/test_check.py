@@ -81,4 +81,61 @@ def test_qnn_wide_int16_fc_rule():
     w = Tensor("w", "INT8", (262144, 640), True, (0.1,), (0,))
     wide = Op("prefill_128", 7, "FULLY_CONNECTED", (act, w), (Tensor("logits", "INT16", (1, 128, 262144), False, (0.1,), (0,)),))
     narrow = Op("prefill_128", 8, "FULLY_CONNECTED", (act, w), (Tensor("l2", "INT16", (1, 128, 65536), False, (0.1,), (0,)),))
-    assert [v.rule for v in qnn_violations([wide, narrow])] == ["qnn-int16-wide-fc"]
+    one_row = Op("decode", 9, "FULLY_CONNECTED", (act, w), (Tensor("logits", "INT16", (1, 1, 262144), False, (0.1,), (0,)),))
+    assert [v.rule for v in qnn_violations([wide, narrow, one_row])] == ["qnn-int16-wide-fc"]
+
+
+def test_qnn_prefill_mask_size_rule():
+    """LiteRT-LM #3508 / litert-torch PR #1226: 2 B x heads x T x (C + T) <= 1 MiB. Gemma3-270M shapes (4 heads): the
+    old default (prefill 128, cache 1280: 1,441,792 B) is flagged, the new one (prefill 64: 688,128 B) and
+    prefill 128 at cache 896 (exactly 1 MiB) pass; decode is never flagged."""
+    from quantlab.check.graph import Op, Tensor
+    from quantlab.check.qnn_rules import qnn_violations
+
+    def mask_add(sig, t, c, dtype="INT16"):
+        scores = Tensor(f"{sig}_scores", dtype, (1, 4, t, c + t), False, (0.1,), (0,))
+        mask = Tensor(f"{sig}_mask_local", dtype, (1, 1, t, c + t), False, (0.1,), (0,))
+        return Op(sig, 3, "ADD", (scores, mask), (Tensor(f"{sig}_masked", dtype, (1, 4, t, c + t), False, (0.1,), (0,)),))
+
+    found = qnn_violations([mask_add("prefill_128", 128, 1280), mask_add("prefill_64", 64, 1280),
+                            mask_add("prefill_128", 128, 896), mask_add("decode", 1, 32768)])
+    assert [(v.rule, v.signature) for v in found] == [("qnn-prefill-mask-size", "prefill_128")]
+    assert "1,441,792 B" in found[0].detail and "#3508" in found[0].detail
+
+
+def test_qnn_int16_add_broadcast_rule_on_a_real_graph(tmp_path):
+    """The pattern QNN HTP 2.51 computes wrongly (int16 ADD [1, T, 1], T >= 8, then a broadcast MUL), as the residual
+    rotation first wrote it, is flagged; the rotation as exported now is not."""
+    import litert_torch
+    import numpy as np
+    import torch
+    from ai_edge_quantizer import quantizer
+
+    from quantlab.check.qnn_rules import check_qnn
+    from quantlab.quantize.schemes import parse
+
+    class Old(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 1, bias=False)
+            self.register_buffer("v", torch.randn(64))
+
+        def forward(self, y):
+            return {"out": y - (self.fc(y) + y[..., 3:4] * 0.5) * self.v}
+
+    class New(Old):
+        def forward(self, y):
+            return {"out": y - (self.fc(y) * self.v + y[..., 3:4] * (0.5 * self.v))}
+
+    sample = {"y": torch.zeros(1, 8, 64)}
+    rng = np.random.default_rng(0)
+    data = {"prefill_8": [{"y": rng.standard_normal((1, 8, 64)).astype(np.float32)} for _ in range(4)]}
+    rules = {}
+    for name, mod in (("old", Old()), ("new", New())):
+        fp = tmp_path / f"{name}.tflite"
+        litert_torch.signature("prefill_8", mod.eval(), sample_kwargs=sample).convert().export(str(fp))
+        q = quantizer.Quantizer(str(fp), parse("int16_w8").recipe)
+        (tmp_path / f"{name}_int16.tflite").write_bytes(
+            q.quantize(q.calibrate(data), enable_progress_report=False).quantized_model)
+        rules[name] = [v.rule for v in check_qnn(tmp_path / f"{name}_int16.tflite")]
+    assert rules == {"old": ["qnn-int16-add-bcast"], "new": []}

@@ -205,8 +205,8 @@ def test_quantized_mains_ship_with_the_int8_embedder(quantized, tiny_model):
     tokens = np.array([[2, 17, 4095, 100_000, tiny_model.config.vocab_size - 1]], np.int32)
     for i in range(tokens.shape[1]):
         feed = {layout.EMBEDDER_INPUT: tokens[:, i : i + 1]}
-        row = arts.embedder.run("decode", feed)[layout.EMBEDDER_OUTPUT][0, 0]
-        ref = fp_arts.embedder.run("decode", feed)[layout.EMBEDDER_OUTPUT][0, 0]
+        row = arts.embedder.run("decode_embedder", feed)[layout.EMBEDDER_OUTPUT][0, 0]
+        ref = fp_arts.embedder.run("decode_embedder", feed)[layout.EMBEDDER_OUTPUT][0, 0]
         tok = tokens[0, i]
         bound = np.abs(ref).max() / 254 + 1e-5
         assert np.abs(row - ref).max() <= bound, f"token {tok}: {np.abs(row - ref).max():.3g} > {bound:.3g}"

@@ -1,19 +1,22 @@
-"""Qualcomm HTP rules that the real compiler enforced in quantlab's runs (QNN via LiteRT's Qualcomm plugin,
-onnxruntime-qnn 2.7.0 host libraries), so a user learns before compiling. Each rule cites what was measured.
+"""Qualcomm HTP rules that the real compiler (or its simulator, or a device report) enforced, so a user learns before
+compiling or shipping. Each rule cites what was measured (QNN via LiteRT's Qualcomm plugin, onnxruntime-qnn 2.7.0 host
+libraries and HTP simulator, QNN 2.51).
 
 - qnn-int16-act-matmul: a FULLY_CONNECTED whose "weights" are an int16 activation (what the converter makes of
-  `q @ k_cache.transpose()`) is rejected by the HTP validator on SM8650 and SM8750: "Unsupported input/output
-  datatypes requested for the HTP Op 'FullyConnected'" (QNN error 3110; requested SFIXED_POINT_16 × SFIXED_POINT_16).
-  The op stays on the CPU and splits the NPU graph into partitions. The same product as a BATCH_MATMUL (int16 × int16)
-  is accepted, which is why quantlab's export writes attention scores with `bmm_4d`.
-- qnn-int16-wide-fc: an int16 FULLY_CONNECTED more than 65,536 outputs wide (Gemma3's 262,144-wide LM head) makes graph
-  preparation fail for the whole model on SM8650/SM8750/SM8850: "could not create op:
-  q::ConvLayer.opt.activations_from_vtcm ... QInt16Crouton_TCM", "graph prepare failed 12". quantlab's export splits
-  the LM head into 65,536-wide blocks, which prepare.
-- qnn-int8-rmsnorm: an `odml.rms_norm` composite with int8 input/output is rejected by the HTP validator on SM8750:
-  "Unsupported input/output datatypes requested for the HTP Op 'RmsNorm'" (QNN error 3110; SFIXED_POINT_8 in and out).
-  The plugin then inlines the composite's float decomposition instead (twice the ops). At int16 it maps to one RmsNorm,
-  so quantlab's recipes keep the norms at int16 even in `int8` (as litert-torch's own NPU recipe does).
+  `q @ k_cache.transpose()`) is rejected on SM8650 and SM8750: "Unsupported input/output datatypes requested for the
+  HTP Op 'FullyConnected'" (QNN error 3110). The op stays on the CPU and splits the NPU graph; as a BATCH_MATMUL
+  (litert-torch's bmm_4d, what quantlab's export writes) the same product is accepted.
+- qnn-int16-wide-fc: an int16 FULLY_CONNECTED more than 65,536 outputs wide over several rows (Gemma3's LM head in a
+  128-token prefill) makes graph preparation fail for the whole model on SM8650/SM8750/SM8850: "could not create op:
+  q::ConvLayer.opt.activations_from_vtcm ... QInt16Crouton_TCM", "graph prepare failed 12". One row (decode) compiles.
+- qnn-int8-rmsnorm: an `odml.rms_norm` composite with int8 input/output is rejected on SM8750 (QNN error 3110); the
+  compiler inlines its float decomposition instead. quantlab's recipes keep the norms at int16.
+- qnn-int16-add-bcast: an int16 ADD of two activations shaped [..., R, 1], R ≥ 8, feeding a MUL/ADD that broadcasts
+  the other way, is computed wrongly or crashes the HTP simulator (SM8450–SM8850; also through onnxruntime's own QNN
+  EP). quantlab's residual rotation used to build it in every int16 prefill; it is now written without it.
+- qnn-prefill-mask-size: a prefill attention-mask ADD over more than 1 MiB (2 B × heads × T × (C + T)) loses every
+  prefill chunk after the first on Qualcomm devices (LiteRT-LM #3508, litert-torch #1184 and PR #1226; not
+  reproduced by the simulator). quantlab's default prefill of 64 keeps the 1280-slot cache under it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ MAX_PREFILL_MASK_ADD_BYTES = 1 << 20
 # graph): an int16 ADD of two activations shaped [..., R, 1] with R ≥ 8, consumed by a MUL or ADD whose other operand
 # is [..., 1, C], computes wrong values or crashes. R ≤ 7 is exact.
 ADD_BCAST_MIN_ROWS = 8
-_BYTES = {"INT8": 1, "INT16": 2, "FLOAT32": 4}
+_BYTES = {"INT8": 1, "INT16": 2}
 
 
 def qnn_violations(ops: list[Op]) -> list[Violation]:
@@ -57,13 +60,15 @@ def qnn_violations(ops: list[Op]) -> list[Violation]:
                 "it runs on the CPU and splits the NPU graph",
                 "write it as a batched matmul (litert-torch's bmm_4d), quantize it to int8, or accept the split"))
         out = op.outputs[0] if op.outputs else None
-        if out is not None and out.dtype == "INT16" and out.shape \
-                and out.shape[-1] > MAX_INT16_FC_WIDTH:
+        if out is not None and out.dtype == "INT16" and len(out.shape) >= 2 \
+                and out.shape[-1] > MAX_INT16_FC_WIDTH and math.prod(out.shape[:-1]) > 1:
             found.append(Violation(
                 "qnn-int16-wide-fc", op.signature, op.index, op.name, out.name,
-                f"int16 fully-connected {out.shape[-1]} outputs wide: graph preparation fails for the whole model "
-                f"(could not create op ... QInt16Crouton_TCM; measured on SM8650/SM8750/SM8850)",
-                f"split it into blocks of at most {MAX_INT16_FC_WIDTH} outputs (quantlab's export does) or use int8"))
+                f"int16 fully-connected {out.shape[-1]} outputs wide over {math.prod(out.shape[:-1])} rows: graph "
+                "preparation fails for the whole model (could not create op ... QInt16Crouton_TCM; measured with "
+                "Gemma3's LM head in a 128-token prefill on SM8650/SM8750/SM8850; one row, as in decode, compiles)",
+                f"keep the LM head out of prefill (quantlab's export does), split it into blocks of at most "
+                f"{MAX_INT16_FC_WIDTH} outputs, or use int8"))
     return found
 
 
@@ -73,10 +78,10 @@ def _mask_add_violations(ops: list[Op]) -> list[Violation]:
     for op in ops:
         if op.name != "ADD" or not op.signature.startswith("prefill") or not op.outputs:
             continue
-        if not any("mask_" in t.name for t in op.inputs):
-            continue
         out = op.outputs[0]
-        size = math.prod(out.shape) * _BYTES.get(out.dtype, 4)
+        if out.dtype not in ("INT16", "INT8") or not any("mask_" in t.name for t in op.inputs):
+            continue  # (the reported failure is of integer masks; a float graph is not what the HTP runs)
+        size = math.prod(out.shape) * _BYTES[out.dtype]
         if size > MAX_PREFILL_MASK_ADD_BYTES:
             found.append(Violation(
                 "qnn-prefill-mask-size", op.signature, op.index, op.name, out.name,

@@ -29,7 +29,9 @@ class RunConfig:
     perplexity ratio to fp32 on calibration-domain text; analyze_tokens: tokens scored per candidate; search_soc: the
     SoC every candidate must compile for). smooth_alpha, rotate, hadamard: function-preserving transforms before
     export (see ExportConfig). bundles: a `.litertlm` per variant and compiled main (quantlab/bundle), each
-    uncompiled one also scored through LiteRT-LM in the evaluate stage. embedder: the embedder quantized mains ship
+    uncompiled one also scored through LiteRT-LM in the evaluate stage. npu_sim: each quantized main compiled for
+    each SoC run on the QNN HTP simulator against the CPU and FP32 (opt-in: ~10 s per 270M decode call) at
+    npu_sim_positions decode positions and one prefill chunk. embedder: the embedder quantized mains ship
     with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
     it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
     """
@@ -57,6 +59,8 @@ class RunConfig:
     per_op: bool = True
     embedder: str = "int8"
     bundles: bool = True
+    npu_sim: bool = False
+    npu_sim_positions: int = 32
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", parse_all(tuple(self.schemes) or DEFAULT_SCHEMES))
@@ -76,7 +80,8 @@ class RunConfig:
                 and not self.overwrite):
             raise UserError(f"{self.out} exists and is not a quantlab run folder; pass --overwrite or choose another --out")
         _check_model(self.model)
-        for name, low in (("tolerance", 1.0), ("analyze_tokens", 2), ("calib_windows", 1), ("decode_steps", 1)):
+        for name, low in (("tolerance", 1.0), ("analyze_tokens", 2), ("calib_windows", 1), ("decode_steps", 1),
+                          ("npu_sim_positions", 1)):
             if getattr(self, name) < low:
                 raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
         if self.eval_tokens is not None and self.eval_tokens < 2:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from quantlab import artifacts, manifest
 from quantlab.errors import UserError
+from quantlab.lab import eta
 from quantlab.lab import steps as stage_steps
 from quantlab.lab.config import RunConfig
 from quantlab.lab.isolate import run_isolated
@@ -60,6 +61,7 @@ class Lab:
     def _walk(self, execute: bool) -> Plan:
         validate_order(STAGES)
         self.state = self._prepare(execute)
+        self._t0 = time.perf_counter()
         plan, stale = Plan(), set()
         work = [s for s in STAGES if s.name in stage_steps.BUILDERS]
         for i, stage in enumerate(work, 1):
@@ -70,8 +72,9 @@ class Lab:
                                            if not s.name.startswith("quantize:embedder_")]]
             plan.steps[stage.name] = {}
             if execute:
-                todo = sum(1 for s in steps if not self._done(stage, s))
-                self.log(f"[{i}/{len(work)} {stage.name}] {todo} of {len(steps)} step(s) to run")
+                self._stage, self._todo = stage.name, [s for s in steps if not self._done(stage, s)]
+                self.log(f"[{i}/{len(STAGES)} {stage.name}] {len(self._todo)} of {len(steps)} step(s) to run · "
+                         f"ETA {eta.clock(self._remaining())}")
             for step in steps:
                 if not execute:
                     status = ("upstream" if any(n in stale for n in step.needs)
@@ -118,14 +121,35 @@ class Lab:
             t["seconds"] += secs
             t["ran"] += 1
             self.state.record(step.name, key, secs, result, rss_mb=round(peak_mb, 1))
+            self._todo = [s for s in self._todo if s.name != step.name]
+            self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · elapsed "
+                     f"{eta.clock(time.perf_counter() - self._t0)} · ETA {eta.clock(self._remaining())}")
         if step.record is not None:  # also when skipped: the manifest may have been rewritten upstream
             step.record(self.state.result(step.name))
+
+    def _remaining(self) -> float:
+        """Seconds the rest should take: the current stage's steps still to run (as long as they took last time, else
+        typical), then the typical figure for every later stage (lab/eta.py)."""
+        fp32 = self.path("fp32") if self.model_name else None
+        scale = eta.scale(self.cfg.model, fp32.stat().st_size if fp32 is not None and fp32.exists() else None)
+
+        def guess(name: str) -> float:
+            rec = self.state.steps.get(name)
+            return rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * scale
+
+        skip = {"report"} | ({"analyze"} if not self.cfg.analyze else set()) | (
+            {"npu_sim"} if not self.cfg.npu_sim else set()) | ({"bundle"} if not self.cfg.bundles else set())
+        names = [s.name for s in STAGES]
+        later = [n for n in names[names.index(self._stage) + 1:] if n not in skip]
+        n_schemes = len(self.cfg.schemes) + (1 if self.cfg.analyze else 0)
+        return sum(guess(s.name) for s in self._todo) + sum(
+            eta.TYPICAL_S.get(n, 10) * scale * eta.step_count(n, n_schemes, len(self.cfg.socs)) for n in later)
 
     def _report(self, t0: float) -> None:
         from quantlab.report.render import write_report
 
         n = len(STAGES)
-        self.log(f"[{n}/{n} report]")
+        self.log(f"[{n}/{n} report] elapsed {eta.clock(time.perf_counter() - t0)}")
         t = time.perf_counter()
         with manifest.edit(self.out) as m:
             # What the current artifacts cost to make (from when each step ran), and what this run did.

@@ -53,6 +53,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("bundle", ("compile",), ("bundles",), doc="a .litertlm per variant and compiled main, for LiteRT-LM"),
     Stage("evaluate", ("quantize", "bundle"), ("eval_text", "eval_tokens", "decode_steps", "sample_prompt", "per_op"),
           version=4, doc="perplexity, KL, top-1 vs FP32, CPU speed, memory, a sample; each bundle through LiteRT-LM"),
+    Stage("npu_sim", ("compile",), ("npu_sim", "npu_sim_positions", "socs", "eval_text"), each="socs",
+          doc="opt-in: compiled mains on the QNN HTP simulator vs the CPU interpreter and FP32"),
     Stage("report", ("evaluate", "compile", "check"), doc="report.md and report.html"),
 )
 BY_NAME = {s.name: s for s in STAGES}

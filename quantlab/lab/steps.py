@@ -236,5 +236,27 @@ def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt) -> Step:
                 outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record)
 
 
+def npu_sim(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    out, text_path, positions = cfg.out, cfg.eval_text, cfg.npu_sim_positions
+    if not cfg.npu_sim:
+        return []
+    steps = []
+    for v in lab.variants[1:]:
+        for soc in cfg.socs:
+            def run(v=v, soc=soc) -> dict:
+                from quantlab.evaluate.npu_sim import npu_agreement
+                from quantlab.texts import default_eval_text, read_text
+
+                return npu_agreement(out, v, soc, read_text(text_path) if text_path else default_eval_text(),
+                                     positions)
+
+            def record(res: dict, v=v, soc=soc) -> None:
+                with manifest.edit(out) as m:
+                    m.artifacts[v].npu_sim[soc] = res
+
+            steps.append(Step(f"npu_sim:{v}:{soc}", run, needs=(lab.producer(v),), parts=(soc,), record=record))
+    return steps
+
+
 BUILDERS = {"export": export, "calibrate": calibrate, "analyze": analyze, "quantize": quantize, "check": check,
-            "compile": compile, "bundle": bundle, "evaluate": evaluate}
+            "compile": compile, "bundle": bundle, "evaluate": evaluate, "npu_sim": npu_sim}

@@ -147,3 +147,25 @@ def sensitivity(analysis) -> str | None:
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
+
+
+def npu_sim(rows: list[VariantRow]) -> str | None:
+    """KL vs FP32 of the simulated NPU and of the CPU interpreter, side by side per variant and SoC."""
+    pts = [(f"{r.variant}\n{soc}", s["decode"]) for r in rows for soc, s in r.npu_sim.items()
+           if "crashed" not in s["decode"]]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.2))
+    x = range(len(pts))
+    ax.bar([i - 0.2 for i in x], [d["kl_cpu_vs_fp32"] for _, d in pts], width=0.4, label="CPU interpreter",
+           color="#4c72b0")
+    ax.bar([i + 0.2 for i in x], [d["kl_sim_vs_fp32"] for _, d in pts], width=0.4, label="NPU (HTP simulator)",
+           color="#c44e52")
+    ax.set_xticks(list(x), [n for n, _ in pts], fontsize=8)
+    ax.set_ylabel("KL vs FP32 (log)")
+    ax.set_yscale("log")
+    ax.set_title("What the NPU computes vs what the CPU measured (same inputs)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)

@@ -74,6 +74,7 @@ def write_report(folder: Path) -> tuple[Path, Path]:
         ("CPU speed per variant", figures.speed(rows)),
         ("Per-layer error of the quantized variants", figures.per_layer_error(rows)),
         ("KL divergence vs FP32 by position", figures.by_position(rows)),
+        ("What the NPU computes vs what the CPU measured", figures.npu_sim(rows)),
     ) if img]
     page = _env().get_template("report.html.j2").render(model=data.model, body=md_to_html(md), plots=plots)
     write_text(folder / "report.md", md)

@@ -29,6 +29,7 @@ class VariantRow:
     embedder: str = "embedder_fp32"  # the embedder this main ships with
     embedder_bytes: int = 0
     origin: str = ""
+    npu_sim: dict[str, dict] = field(default_factory=dict)  # soc → the HTP simulator's spot check
 
     @property
     def mb(self) -> float:
@@ -57,7 +58,8 @@ def _row(name: str, a: Artifact, arts: dict[str, Artifact], base: float | None) 
     row = VariantRow(name, a.bytes, a.io_dtype.get("embeddings", a.io_dtype.get("io", "?")),
                      int8_fc_share=a.quantize.int8_fc_share if a.quantize else 0.0, embedder=emb,
                      embedder_bytes=arts[emb].bytes if emb in arts else 0,
-                     origin=a.quantize.origin if a.quantize else "export", npu=dict(a.compiled))
+                     origin=a.quantize.origin if a.quantize else "export", npu=dict(a.compiled),
+                     npu_sim=dict(a.npu_sim))
     m = a.metrics
     if m is not None:
         row.perplexity, row.kl, row.top1 = m.perplexity, m.kl, m.top1_agreement

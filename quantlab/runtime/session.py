@@ -126,7 +126,7 @@ class Session:
         """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted."""
         main = self.arts.main
         slices = tuple(layout.slice_of(c) for c in self.cache_specs)
-        out = main.run(sig, values, raw=self._as_inputs_of(sig, raw), raw_outputs=slices)
+        out = main.run(sig, values, raw=self.as_inputs_of(sig, raw), raw_outputs=slices)
         spec_out = main.outputs[sig]
         for cache, spec in self.cache_specs.items():
             name = layout.slice_of(cache)
@@ -134,13 +134,13 @@ class Session:
         self.pos += n
         return out[layout.LOGITS][0, :n] if want_logits else None
 
-    def _as_inputs_of(self, sig: str, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def as_inputs_of(self, sig: str, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The caches in `sig`'s own input types. They differ only where `sig` never reads a cache (prefill's last
         layer: with no logits, its attention is dead code, and the quantizer leaves that input float)."""
         specs = self.arts.main.inputs[sig]
         return {name: self.cache_specs[name].convert(arr, specs[name]) for name, arr in caches.items()}
 
-    def _step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
+    def step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
         values, raw = self.inputs(sig, tokens, t)
         return self.run(sig, values, raw, len(tokens), want_logits)
 
@@ -154,7 +154,7 @@ class Session:
         t = self.arts.host.prefill_len
         s, n = 0, t - 1 if self.pos == 0 and t > 1 else t
         while s < len(tokens):
-            self._step(self.arts.prefill_sig, tokens[s : s + n], t, want_logits=False)
+            self.step(self.arts.prefill_sig, tokens[s : s + n], t, want_logits=False)
             s, n = s + n, t
 
     def prefill(self, tokens: list[int]) -> np.ndarray:
@@ -168,7 +168,7 @@ class Session:
         """Feed one token; return its next-token logits."""
         if self.capacity < 1:
             raise UserError(f"the KV cache ({self.arts.host.cache_len} slots) is full; re-export with --cache-len")
-        return self._step(layout.DECODE, [token], 1, want_logits=True)[0]
+        return self.step(layout.DECODE, [token], 1, want_logits=True)[0]
 
     def decode_chunks(self, tokens: list[int], rows: int) -> Iterator[np.ndarray]:
         """Every token through decode, yielding next-token logits [≤ rows, vocab] per `rows` tokens: the logits at

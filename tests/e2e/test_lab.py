@@ -15,8 +15,10 @@ from quantlab.lab.config import NOT_INPUTS, RunConfig
 from quantlab.lab.pipeline import Lab
 from tests.e2e.conftest import run_cli
 
-TINY = ["--model", "tiny-random", "--prefill-len", "8", "--cache-len", "64"]
-TINY_CFG = dict(model="tiny-random", prefill_len=8, cache_len=64)
+# Gemma3's 512-token window, so that the lab bundles it for LiteRT-LM too (quantlab/bundle/builder.py).
+TINY = ["--model", "tiny-random-w512", "--prefill-len", "8", "--cache-len", "64"]
+TINY_CFG = dict(model="tiny-random-w512", prefill_len=8, cache_len=64)
+M = "tiny-random-w512"
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,11 @@ def lab_copy(lab, tmp_path):
 
 def test_layout_and_manifest(lab):
     names = {p.name for p in lab.iterdir()}
-    for f in ("tiny-random_embedder_fp32.tflite", "tiny-random_embedder_int8.tflite", "tiny-random_main_fp32.tflite",
-              "tiny-random_main_int8.tflite", "tiny-random_main_int16_w8.tflite", "tiny-random_main_int8_aot_sm8750.tflite",
-              "tiny-random_main_int16_w8_aot_sm8750.tflite", "calibration.json", "manifest.json", "report.md",
-              "report.html", "tokenizer"):
+    for f in (f"{M}_embedder_fp32.tflite", f"{M}_embedder_int8.tflite", f"{M}_main_fp32.tflite",
+              f"{M}_main_int8.tflite", f"{M}_main_int16_w8.tflite", f"{M}_main_int8_aot_sm8750.tflite",
+              f"{M}_main_int16_w8_aot_sm8750.tflite", f"{M}_fp32.litertlm", f"{M}_int16_w8.litertlm",
+              f"{M}_int16_w8_aot_sm8750.litertlm", "calibration.json", "manifest.json", "report.md", "report.html",
+              "tokenizer"):
         assert f in names, f
     data = manifest.load(lab)
     assert data.format_version == manifest.FORMAT_VERSION and data.versions["litert-torch"] == "0.10.0"
@@ -50,7 +53,13 @@ def test_layout_and_manifest(lab):
         assert a.check.violations == []
     assert data.artifacts["int8"].compiled["SM8750"].coverage["decode"]["partitions"] == 1
     assert data.artifacts["int8_aot_sm8750"].source == "int8"
-    assert set(data.timings) >= {"export", "calibrate", "quantize", "check", "compile", "evaluate"}
+    assert set(data.timings) >= {"export", "calibrate", "quantize", "check", "compile", "bundle", "evaluate"}
+    # every uncompiled bundle was scored through LiteRT-LM, next to quantlab's own runtime (same tokens)
+    for v in ("fp32", "int16_w8"):
+        theirs, ours = data.artifacts[f"bundle_{v}"].metrics, data.artifacts[v].metrics
+        assert theirs.tokens_scored == ours.tokens_scored and theirs.sample["text"]
+        assert abs(theirs.perplexity / ours.perplexity - 1) < 0.02, (v, theirs.perplexity, ours.perplexity)
+    assert data.artifacts["bundle_int16_w8_aot_sm8750"].source == "int16_w8_aot_sm8750"
 
 
 def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
@@ -73,7 +82,7 @@ def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
     assert art.compiled["SM8750"].fully_offloaded
     assert art.metrics.kl > 0 and art.check.violations == []
     md = (lab / "report.md").read_text()
-    assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md
+    assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md and "## LiteRT-LM bundles" in md
 
 
 def test_report_opens_with_the_verdict_says_random_weights_and_embeds_plots(lab):
@@ -104,9 +113,9 @@ def test_second_run_skips_everything_and_new_scheme_redoes_only_it(lab_copy):
 
 # What each RunConfig field changes, as a user would expect it (not derived from the code): flipping the field on a
 # finished run makes exactly these stages (re-)run some step. Every stage from export on depends on export's output.
-AFTER_EXPORT = {"export", "calibrate", "analyze", "quantize", "check", "compile", "evaluate"}
+AFTER_EXPORT = {"export", "calibrate", "analyze", "quantize", "check", "compile", "bundle", "evaluate"}
 AFTER_CALIBRATE = AFTER_EXPORT - {"export"}
-AFTER_ANALYZE = {"analyze", "quantize", "check", "compile", "evaluate"}
+AFTER_ANALYZE = {"analyze", "quantize", "check", "compile", "bundle", "evaluate"}
 FLIPS = {
     "model": ("gemma3-1b-random", "refused"),  # another model in the same folder: an error naming --overwrite
     "prefill_len": (16, AFTER_EXPORT),
@@ -120,9 +129,12 @@ FLIPS = {
     "tolerance": (1.2, AFTER_ANALYZE),
     "analyze_tokens": (64, AFTER_ANALYZE),
     "search_soc": ("SM8650", AFTER_ANALYZE),
-    "schemes": (("int8", "int16_w8", "dynamic_int8"), {"quantize", "check", "compile", "evaluate"}),
-    "embedder": ("fp32", {"quantize", "check", "compile", "evaluate"}),
-    "socs": (("SM8750", "SM8650"), {"compile"}),
+    "schemes": (("int8", "int16_w8", "dynamic_int8"), {"quantize", "check", "compile", "bundle", "evaluate"}),
+    "embedder": ("fp32", {"quantize", "check", "compile", "bundle", "evaluate"}),
+    "socs": (("SM8750", "SM8650"), {"compile", "bundle"}),
+    "bundles": (False, "fewer"),
+    "npu_sim": (True, {"npu_sim"}),
+    "npu_sim_positions": (4, set()),  # read only when npu_sim is on  # no bundle: their steps are no longer planned, nothing else changes
     "eval_text": ("eval", {"evaluate"}),
     "eval_tokens": (40, {"evaluate"}),
     "decode_steps": (8, {"evaluate"}),
@@ -150,6 +162,9 @@ def test_every_option_reruns_exactly_the_stages_that_read_it(lab, tmp_path):
         if field == "analyze":  # nothing stale, but the searched variant's step is no longer planned
             assert planned.stale_stages() == set() and len(planned.steps["quantize"]) == 3, planned.steps
             continue
+        if expected == "fewer":
+            assert planned.stale_stages() == set() and not planned.steps["bundle"], planned.steps
+            continue
         assert planned.stale_stages() == expected, (field, planned.steps)
 
 
@@ -157,7 +172,7 @@ def test_run_with_hadamard_over_a_default_run_really_reruns(lab_copy):
     """The bug this design removes: --hadamard over an existing run used to skip every stage."""
     before = manifest.load(lab_copy).artifacts["fp32"].sha256
     res = run_cli(["run", *TINY, "--out", str(lab_copy), "--hadamard", "--no-analyze", "--schemes", "int16_w8",
-                   "--no-per-op"])
+                   "--no-per-op", "--no-bundle"])
     assert res.rc == 0, res.err[-3000:]
     out = res.out
     assert "export      " in out and "(1 run, 0 unchanged)" in next(l for l in out.splitlines() if "export" in l)
@@ -217,7 +232,7 @@ from quantlab.quantize import quantizer
 real = quantizer.quantize
 def interrupt_second(folder, scheme, **kw):
     if scheme.name == "int16_w8":  # Ctrl-C while the second scheme is being written
-        with atomic_path(Path(folder) / "tiny-random_main_int16_w8.tflite") as tmp:
+        with atomic_path(Path(folder) / "tiny-random-w512_main_int16_w8.tflite") as tmp:
             tmp.write_bytes(b"partial")
             raise KeyboardInterrupt
     return real(folder, scheme, **kw)
@@ -227,7 +242,7 @@ quantizer.quantize = interrupt_second
 
 def test_interrupted_quantize_leaves_no_partial_file_exits_130_and_resumes(tmp_path):
     out = tmp_path / "run"
-    argv = ["run", *TINY, "--out", str(out), "--soc", "SM8750", "--no-analyze"]
+    argv = ["run", *TINY, "--out", str(out), "--soc", "SM8750", "--no-analyze", "--no-bundle"]
     res = run_cli(argv, patch=INTERRUPT_SECOND)
     assert res.rc == 130, res.err[-3000:]
     assert "interrupted" in res.err and "resume with: quantlab run" in res.err and str(out) in res.err
@@ -236,4 +251,4 @@ def test_interrupted_quantize_leaves_no_partial_file_exits_130_and_resumes(tmp_p
     res = run_cli(argv)
     assert res.rc == 0, res.err[-3000:]
     assert "export         0.0 s  (0 run, 1 unchanged)" in res.out
-    assert (out / "tiny-random_main_int16_w8.tflite").is_file()
+    assert (out / f"{M}_main_int16_w8.tflite").is_file()
