@@ -1,7 +1,7 @@
 """quantlab: Gemma3 text models to LiteRT for phones, quantized, compiled for Qualcomm NPUs, and measured.
 
 One function per CLI command (quantlab/api.py): run_lab, export_model, calibrate_model, quantize_model,
-analyze_model, check_model, compile_model, build_bundle, evaluate_model, simulate_npu, generate_text, write_report. Imported on first use, so
+analyze_model, check_model, compile_model, build_bundle, evaluate_model, simulate_npu, generate_text, write_report, run_sweep. Imported on first use, so
 `import quantlab` stays light.
 """
 
@@ -9,7 +9,7 @@ from quantlab.errors import UserError
 
 __all__ = ["UserError", "run_lab", "export_model", "calibrate_model", "quantize_model", "analyze_model",
            "check_model", "compile_model", "build_bundle", "evaluate_model", "simulate_npu", "generate_text",
-           "write_report"]
+           "write_report", "run_sweep"]
 
 
 def __getattr__(name: str):

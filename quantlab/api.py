@@ -169,6 +169,20 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     return write(Path(folder))
 
 
+def run_sweep(models: Sequence[str], schemes: Sequence[str], socs: Sequence[str], out: str | Path,
+              ray_address: str | None = None, lab_args: Sequence[str] = (), log: Callable[[str], None] = print) -> dict:
+    """A grid of labs — one per model, each with every scheme and SoC — as Ray tasks (a local Ray, or the cluster at
+    `ray_address`), merged into out/sweep.md, sweep.html and sweep.json: one table, the Pareto front across models and
+    SoCs, NPU coverage per SoC. Use it to compare models and SoCs side by side; `lab_args` go to every `quantlab run`."""
+    from quantlab.sweep.report import write_sweep_report
+    from quantlab.sweep.runner import SweepConfig, run_sweep as run
+
+    cfg = SweepConfig(tuple(models), tuple(schemes), tuple(socs), Path(out), ray_address, tuple(lab_args))
+    labs = run(cfg, log)
+    md, page = write_sweep_report(cfg.out, labs)
+    return {"labs": labs, "report": str(md), "html": str(page)}
+
+
 def _config(cls, **kwargs):
     """Build a frozen config; its ValueError (which names the fix) becomes a UserError."""
     from quantlab.errors import UserError

@@ -11,7 +11,7 @@ import quantlab
 ROOT = Path(quantlab.__file__).parent
 # Bottom to top; the core is quantlab's top-level modules (errors, atomic, layout, manifest, ...).
 LAYERS = ["core", "models", "runtime", "check", "export", "calibration", "quantize", "compile", "bundle",
-          "evaluate", "analyze", "report", "lab", "api", "cli"]
+          "evaluate", "analyze", "report", "lab", "sweep", "api", "cli"]
 
 
 def _unit(module: str) -> str:

@@ -10,7 +10,7 @@ Sections (litert-lm-builder's LitertLmFileBuilder, as litert-torch's own `packag
 
 LiteRT-LM 0.18.1's NPU executor computes the local attention mask itself with a 512-token sliding window whenever
 every layer's cache has the full length (quantlab's layout), so a model with another window would run wrongly: such
-a bundle is refused.
+a bundle is refused, as is a main with int8 KV caches, which it cannot initialise.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ from quantlab.errors import UserError
 from quantlab.runtime.session import ArtifactSet
 
 LITERT_LM_WINDOW = 512  # the local-attention window LiteRT-LM's NPU executor assumes (llm_litert_npu_mask.cc)
+
+
+def cache_refused(main: manifest.Artifact) -> bool:
+    """LiteRT-LM 0.18.1's NPU executor fills new KV caches with a value and cannot for int8 (element type 9): such a
+    bundle fails to load ("Unsupported tensor element type for Fill: 9"; measured with quantlab's int8 scheme)."""
+    return main.io_dtype.get("kv_cache") == "int8"
 
 
 def llm_metadata(arts: ArtifactSet) -> bytes:
@@ -58,9 +64,12 @@ def _aux(folder: Path, arts: ArtifactSet, types: dict[str, TensorType]) -> Path:
     """The aux model for main's input types, converted once per distinct set (variants of one scheme family and their
     compiled copies share it) and kept in the folder's .bundle-aux/."""
     info = arts.model_info
+    # What the aux graph depends on: RoPE and mask types (their values are quantized with main's pinned scales) and
+    # the caches' dtypes (a cache update is a copy: its scales never enter the graph).
+    shape = sorted((n, dataclasses.astuple(t) if not layout.is_cache(n) else t.dtype) for n, t in types.items()
+                   if n in (*layout.ROPE, layout.MASK_GLOBAL, layout.MASK_LOCAL) or layout.is_cache(n))
     key = hashlib.sha256(json.dumps([dataclasses.asdict(arts.host), info.num_layers, info.num_kv_heads, info.head_dim,
-                                     sorted((n, dataclasses.astuple(t)) for n, t in types.items())],
-                                    default=str).encode()).hexdigest()[:16]
+                                     shape], default=str).encode()).hexdigest()[:16]
     path = folder / ".bundle-aux" / f"aux_{key}.tflite"
     if not path.is_file():
         path.parent.mkdir(exist_ok=True)
@@ -79,6 +88,9 @@ def build_bundle(folder: Path, variant: str, soc: str | None = None, overwrite: 
         raise UserError(f"{arts.model_info.name} has a {arts.host.sliding_window}-token sliding window; LiteRT-LM's NPU "
                         f"executor computes local masks with {LITERT_LM_WINDOW} (Gemma3's own), so this bundle would "
                         "run a different model; bundle a model with Gemma3's window")
+    if cache_refused(arts.data.artifacts[variant]):
+        raise UserError(f"{variant} keeps its KV caches at int8, which LiteRT-LM 0.18.1 cannot initialise (\"Unsupported "
+                        "tensor element type for Fill: 9\"); bundle a variant with int16 or float caches")
     main_key = artifacts.compiled_key(variant, soc) if soc else variant
     if main_key not in arts.data.artifacts:
         raise UserError(f"{folder} has no {main_key}; run `quantlab compile` for {soc} first" if soc else

@@ -76,8 +76,8 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
 
 
 def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
-    from quantlab.quantize.embedder import EMBEDDER_SCHEME
-    from quantlab.quantize.schemes import parse
+    from quantlab.quantize.embedder import embedder_recipe
+    from quantlab.quantize.schemes import Scheme, parse
 
     out, emb, name = cfg.out, cfg.embedder, lab.model_name
     steps = []
@@ -90,7 +90,8 @@ def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
             return {}
 
         emb_step = f"quantize:{artifacts.embedder_key(emb)}"
-        steps.append(Step(emb_step, run_embedder, needs=("export",), parts=(parse(EMBEDDER_SCHEME).digest,),
+        steps.append(Step(emb_step, run_embedder, needs=("export",),
+                          parts=(Scheme.of(emb, "embedder", embedder_recipe(emb)).digest,),
                           outputs=(out / artifacts.embedder_file(name, emb),)))
         emb_needs = (emb_step,)
     chosen = (lab.result("analyze") or {}).get("chosen") if "analyze" in lab.built else None
@@ -155,18 +156,22 @@ def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stag
 
 
 def bundle(lab: "Lab", cfg: ConfigView) -> list[Step]:
-    from quantlab.bundle.builder import LITERT_LM_WINDOW
+    from quantlab.bundle.builder import LITERT_LM_WINDOW, cache_refused
 
     out, name = cfg.out, lab.model_name
     if not cfg.bundles:
         return []
-    window = manifest.load(out).host["sliding_window"]
+    data = manifest.load(out)
+    window = data.host["sliding_window"]
     if window != LITERT_LM_WINDOW:
         lab.log(f"  no bundles: LiteRT-LM's NPU executor assumes a {LITERT_LM_WINDOW}-token sliding window, this model "
                 f"has {window}")
         return []
     steps = []
     for v in lab.variants:
+        if v in data.artifacts and cache_refused(data.artifacts[v]):
+            lab.log(f"  no bundle of {v}: LiteRT-LM 0.18.1 cannot initialise int8 KV caches")
+            continue
         compiled = [s.split(":")[2] for s in lab.built if s.startswith(f"compile:{v}:")
                     and not (lab.result(s) or {}).get("failed")]
         for soc in [None, *compiled]:
@@ -226,11 +231,17 @@ def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt) -> Step:
 
         text = read_text(text_path) if text_path else default_eval_text()
         n = tokens or (ArtifactSet(out, v).host.cache_len - 1)
-        return manifest.to_dict(evaluate_litert_lm(out, text, v, n, sample_prompt=prompt))
+        try:
+            return manifest.to_dict(evaluate_litert_lm(out, text, v, n, sample_prompt=prompt))
+        except RuntimeError as exc:  # LiteRT-LM refused the bundle: a measured result, not a failed lab
+            return {"error": str(exc)}
 
     def record(res: dict) -> None:
         with manifest.edit(out) as m:
-            m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, res)
+            if "error" in res:
+                m.artifacts[key].extra["litert_lm_error"] = res["error"]
+            else:
+                m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, res)
 
     return Step(f"evaluate:{key}", run, needs=(f"bundle:{v}",),
                 outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record)

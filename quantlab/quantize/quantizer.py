@@ -52,8 +52,8 @@ def rounding_setup(folder: Path, recipe: list[dict], qsvs: dict, rounding: str) 
     """The recipe and ranges (Hessians attached, in place) for `rounding`, and what was applied: `gptq (N weight groups
     ...)`, or `nearest` (asked for, or calibration saved no Hessians: a logged line says so)."""
     rounded = with_rounding(recipe, rounding)
-    if rounding == "nearest":
-        return rounded, "nearest"
+    if rounding != "gptq":
+        return rounded, rounding
     n = attach_hessians(qsvs, folder / HESSIAN_FILE)
     if not n:
         # Not the GPTQ entries: without Hessians ai-edge-quantizer's GPTQ writes float weights into int8 tensors.

@@ -13,23 +13,26 @@ from __future__ import annotations
 
 from quantlab.errors import UserError
 
-ROUNDINGS = ("nearest", "gptq")
+# rounding → ai-edge-quantizer's weight algorithm for the fully-connected layers
+ALGORITHMS = {"nearest": "min_max_uniform_quantize", "gptq": "GPTQ", "octav": "OCTAV", "mse": "MSE"}
+ROUNDINGS = tuple(ALGORITHMS)
 
 
 def with_rounding(recipe: list[dict], rounding: str) -> list[dict]:
-    """`recipe` with its fully-connected weights rounded by `rounding`: for `gptq`, every min/max entry that covers
-    FULLY_CONNECTED ops with static activations is followed by the same entry for FULLY_CONNECTED alone under GPTQ (so
-    later entries still override it; `dynamic_int8` keeps nearest rounding); `nearest` turns any GPTQ entry into min/max.
-    GPTQ without a Hessian for an op falls back to min/max."""
+    """`recipe` with its fully-connected weights rounded by `rounding`: for `gptq`, `octav` or `mse`, every min/max
+    entry that covers FULLY_CONNECTED ops with static activations is followed by the same entry for FULLY_CONNECTED
+    alone under that algorithm (so later entries still override it; `dynamic_int8` keeps nearest rounding);
+    `nearest` turns any such entry back into min/max. GPTQ without a Hessian for an op falls back to min/max.
+    OCTAV and MSE choose each channel's clipping range for the smallest error instead of its max: for 4-bit weights."""
     if rounding not in ROUNDINGS:
         raise UserError(f"unknown rounding {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
-    if rounding == "nearest":  # a user recipe's own GPTQ entries too: nearest means nearest
-        return [{**e, "algorithm_key": "min_max_uniform_quantize"} if e["algorithm_key"] == "GPTQ" else e
-                for e in recipe]
+    nearest = ALGORITHMS["nearest"]
+    if rounding == "nearest":  # a user recipe's own algorithm entries too: nearest means nearest
+        return [{**e, "algorithm_key": nearest} if e["algorithm_key"] in ALGORITHMS.values() else e for e in recipe]
     out = []
     for entry in recipe:
         out.append(entry)
         static = (entry.get("op_config") or {}).get("activation_tensor_config") is not None
-        if static and entry["algorithm_key"] == "min_max_uniform_quantize" and entry["operation"] in ("*", "FULLY_CONNECTED"):
-            out.append({**entry, "operation": "FULLY_CONNECTED", "algorithm_key": "GPTQ"})
+        if static and entry["algorithm_key"] == nearest and entry["operation"] in ("*", "FULLY_CONNECTED"):
+            out.append({**entry, "operation": "FULLY_CONNECTED", "algorithm_key": ALGORITHMS[rounding]})
     return out

@@ -8,8 +8,11 @@ A scheme is named by one of three things, and `parse()` is the only place that r
   later entries override earlier ones): its variant is the file's stem, which may not be a shipped or searched name.
 
 Name grammar of shipped schemes: `int<A>` is A-bit activations and A-bit weights, `int<A>_w<W>` A-bit activations and
-W-bit weights. Activations are per tensor (int8 asymmetric, int16 symmetric: LiteRT's int16 kernels need zero point 0),
-weights symmetric per channel. Every recipe keeps an RMSNorm one op: its composite has the scheme's activation type
+W-bit weights (4-bit: the fully-connected layers; other constants stay 8-bit). Activations are per tensor (int8
+asymmetric, int16 symmetric: LiteRT's int16 kernels need zero point 0), weights symmetric per channel. Blockwise 4-bit
+weights (ai-edge-quantizer's BLOCKWISE_32..256) are not offered: with int16 activations ai-edge-quantizer writes them
+only with its checks off, and then neither LiteRT's CPU kernels ("filter->quantization.type !=
+kTfLiteAffineQuantization") nor the Qualcomm compiler ("Unsupported quantization type") accept them. Every recipe keeps an RMSNorm one op: its composite has the scheme's activation type
 on input and output at 16 bits (QNN rejects RmsNorm at int8, QNN error 3110), its insides float.
 """
 
@@ -40,6 +43,8 @@ SHIPPED: dict[str, Shipped] = {
                     "279 MB; unusable (KL 16)"),
     "int16_w8": Shipped("int16 activations (symmetric), int8 weights per channel: accuracy close to FP32 at int8 size",
                         "276 MB; +2.2 % perplexity, KL 0.022"),
+    "int16_w4": Shipped("int16 activations, 4-bit weights per channel on every fully-connected layer: what NPU runtimes "
+                        "ship for ~1B LLMs (LiteRT-LM's Gemma3-1B, Qualcomm's 16a4w)", "see the README"),
     "dynamic_int8": Shipped("float activations quantized per call, int8 weights: litert-torch's CPU (XNNPACK) recipe",
                             "276 MB; weights-only error (KL 0.005); not for the NPU"),
 }

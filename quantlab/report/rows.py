@@ -89,6 +89,7 @@ class BundleRow:
     quantlab_perplexity: float | None = None
     tokens: int | None = None
     sample: str | None = None
+    error: str | None = None
 
     @property
     def delta_pct(self) -> float | None:
@@ -107,7 +108,8 @@ def bundle_rows(data: Manifest) -> list[BundleRow]:
         ours = main.metrics.perplexity if main is not None and main.metrics is not None else None
         m = a.metrics
         rows.append(BundleRow(a.path, a.bytes / 1e6, variant, a.soc, m.perplexity if m else None, ours,
-                              m.tokens_scored if m else None, (m.sample or {}).get("text") if m else None))
+                              m.tokens_scored if m else None, (m.sample or {}).get("text") if m else None,
+                              a.extra.get("litert_lm_error")))
     return rows
 
 
