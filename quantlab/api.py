@@ -32,7 +32,7 @@ def run_lab(model: str = "gemma3-270m", out: str | Path = "out", schemes: Sequen
 
 
 def export_model(model: str, out: str | Path, prefill_len: int = 64, cache_len: int = 1280, rotate: int = 1,
-                 hadamard: bool = False, smooth_alpha: float = 0.0, overwrite: bool = False):
+                 hadamard: bool = True, smooth_alpha: float = 0.0, overwrite: bool = False):
     """FP32 embedder and main in the NPU layout, the tokenizer and manifest.json. Use it to start a folder by hand
     (then calibrate_model, quantize_model, ...); `run_lab` does it for you."""
     from quantlab.export import ExportConfig, export_model as export
@@ -67,7 +67,8 @@ def quantize_model(folder: str | Path, scheme: str = "int16_w8", embedder: str =
     return quantize(Path(folder), scheme, overwrite=overwrite, embedder=embedder, rounding=rounding)
 
 
-def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM8750", tokens: int = 256) -> dict:
+def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM8750", tokens: int = 256,
+                  float_column: bool = False) -> dict:
     """Sensitivity of each op group and the mixed-precision search (every candidate compiled for `soc`); saves
     analysis.json and recipes/<chosen>.json. Use it to find how much of the model can take int8 activations."""
     from quantlab.analyze.analysis import analyze
@@ -77,7 +78,8 @@ def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM875
 
     if tokens < 2:
         raise UserError(f"--tokens must be at least 2, got {tokens}")
-    return analyze(Path(folder), _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc)), tokens=tokens)
+    return analyze(Path(folder), _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc)), tokens=tokens,
+                   float_column=float_column)
 
 
 def check_model(model: str | Path, target: str = "litert") -> list:

@@ -20,9 +20,9 @@ from quantlab.errors import StepKilled, UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
 
-HADAMARD_HELP = ("block-Hadamard rotations folded around the fully-connected layers (same function), for int8 "
-                 "activations on them: 270M a16_a8 on 90.7%% of the weights +18.1%% -> +4.9%% ppl; int16_w8 KL "
-                 "0.022 -> 0.021")
+HADAMARD_HELP = ("block-Hadamard rotations folded around the fully-connected layers (same function; on by default), "
+                 "for int8 activations on them: 270M a16_a8 on 90.7%% of the weights +18.1%% -> +4.9%% ppl; int16_w8 "
+                 "KL 0.022 -> 0.021; --no-hadamard: the graph without them (~330 ops fewer per signature)")
 ROTATE_HELP = ("spread the K largest residual channels by a rotation before export (same function; default 1: the "
                "270M's one massive channel; 0: none)")
 PREFILL_HELP = ("tokens per prefill call (default 64: with the 1280-slot cache the prefill attention-mask ADD stays under "
@@ -143,13 +143,14 @@ def _quantize(a: argparse.Namespace) -> int:
 
 
 def _analyze(a: argparse.Namespace) -> int:
-    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens)
+    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens, a.float_column)
     sens, s = res["sensitivity"], res["search"]
     print(f"sensitivity on {res['tokens']} tokens of calibration-domain text, KL vs fp32 (all int16: "
           f"{sens['all_int16']['kl']:.4f}, all int8: {sens['all_int8']['kl']:.4f}); one group changed:")
     for r in sens["rows"]:
-        print(f"  {r['group']:10s} at int8 KL {r['kl_8']:.4f} top-1 {r['top1_8']:6.1%} | "
-              f"left float KL {r['kl_float']:.4f} top-1 {r['top1_float']:6.1%}")
+        left = (f" | left float KL {r['kl_float']:.4f} top-1 {r['top1_float']:6.1%}" if r["kl_float"] is not None
+                else "")
+        print(f"  {r['group']:10s} at int8 KL {r['kl_8']:.4f} top-1 {r['top1_8']:6.1%}{left}")
     print(f"mixed-precision candidates (int16 elsewhere; compiled for {s['soc']}):")
     for c in s["candidates"]:
         npu = "compiles fully" if c["fully_offloaded"] else "does NOT compile fully"
@@ -231,7 +232,9 @@ def _bundle(a: argparse.Namespace) -> int:
 def _sweep(a: argparse.Namespace) -> int:
     lab_args = [*(["--no-analyze"] if a.no_analyze else []), *(["--no-bundle"] if a.no_bundle else []),
                 *(["--prefill-len", str(a.prefill_len)] if a.prefill_len else []),
-                *(["--cache-len", str(a.cache_len)] if a.cache_len else [])]
+                *(["--cache-len", str(a.cache_len)] if a.cache_len else []),
+                *(["--eval-tokens", str(a.eval_tokens)] if a.eval_tokens else []),
+                *(["--no-per-op"] if a.no_per_op else [])]
     res = api.run_sweep(_schemes(a.models), _schemes(a.schemes) or ["int8", "int16_w8"], a.soc or ["SM8750"],
                         a.out, a.ray_address, lab_args, log=lambda s: print(s, file=sys.stderr, flush=True))
     failed = [lab for lab in res["labs"] if lab["returncode"] != 0]
@@ -280,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export (default 0: none)")
     r.add_argument("--rotate", type=int, default=1, metavar="K", help=ROTATE_HELP)
-    r.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
+    r.add_argument("--hadamard", action=argparse.BooleanOptionalAction, default=True, help=HADAMARD_HELP)
     r.add_argument("--npu-sim", action="store_true",
                    help="also run each compiled main on the QNN HTP simulator against the CPU and FP32 (slow: ~10 s "
                         "per 270M decode call)")
@@ -304,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--no-bundle", action="store_true", help="labs without .litertlm bundles")
     sw.add_argument("--prefill-len", type=int, default=None)
     sw.add_argument("--cache-len", type=int, default=None)
+    sw.add_argument("--eval-tokens", type=int, default=None)
+    sw.add_argument("--no-per-op", action="store_true")
     sw.set_defaults(func=_sweep)
 
     rp = sub.add_parser("report", help="write report.md + report.html from DIR/manifest.json")
@@ -318,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--smooth", type=float, default=0.0, metavar="ALPHA",
                    help="SmoothQuant scale migration before export, e.g. 0.5 (default 0: none); helps int8 activations")
     e.add_argument("--rotate", type=int, default=1, metavar="K", help=ROTATE_HELP)
-    e.add_argument("--hadamard", action="store_true", help=HADAMARD_HELP)
+    e.add_argument("--hadamard", action=argparse.BooleanOptionalAction, default=True, help=HADAMARD_HELP)
     e.add_argument("--overwrite", action="store_true", help="replace existing artifacts")
     e.set_defaults(func=_export)
 
@@ -373,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="allowed perplexity ratio to fp32 on calibration-domain text (default 1.05 = +5 %%)")
     an.add_argument("--soc", default="SM8750", help="SoC every candidate must compile for (default SM8750)")
     an.add_argument("--tokens", type=int, default=256, help="tokens of calibration-domain text scored per candidate")
+    an.add_argument("--float-column", action="store_true",
+                    help="also measure each op group left float (what int16 on it costs; doubles the sensitivity time)")
     an.set_defaults(func=_analyze)
 
     k = sub.add_parser("check", help="LiteRT kernel rules on any .tflite; exit 1 when violated")

@@ -78,7 +78,8 @@ class ExportConfig:
       function; see quantlab/export/rotate.py). 0: none. Gemma3-270M has one (channel 163, ~100,000 against ~1,000 for
       the next); 1 narrows its residual stream 100,000 → 8,000, which every quantized variant must hold.
     hadamard: block-Hadamard rotations folded around the fully-connected layers (same function; see
-      quantlab/export/hadamard.py). Choose it for int8 activations on the fully-connected layers (a16_a8 recipes);
+      quantlab/export/hadamard.py). On by default: it lets the search put int8 activations on the fully-connected
+      layers (a16_a8 recipes);
       int16 variants do not need it.
     """
 
@@ -86,7 +87,7 @@ class ExportConfig:
     cache_len: int = 1280
     smooth_alpha: float = 0.0
     rotate: int = 1
-    hadamard: bool = False
+    hadamard: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.prefill_len <= 4096:

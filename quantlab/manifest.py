@@ -200,8 +200,8 @@ class SensitivityRow:
     top1_8: float
     kl_16: float
     top1_16: float
-    kl_float: float
-    top1_float: float
+    kl_float: float | None = None  # (measured with `analyze --float-column` only)
+    top1_float: float | None = None
 
 
 @dataclass

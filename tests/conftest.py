@@ -56,6 +56,33 @@ def quantized(tiny_artifacts, tmp_path_factory):
     return folder, meta
 
 
+# The tiny shape with Gemma3's 512-token window (so that the lab bundles it for LiteRT-LM), 8-token prefill, 64 slots.
+LAB_MODEL = "tiny-random-w512"
+LAB_ARGS = ["--model", LAB_MODEL, "--prefill-len", "8", "--cache-len", "64"]
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    """A finished default `quantlab run` (search, three schemes' mains, compiles, bundles, both runtimes' scores) on the
+    tiny model, made once; tests that change a run work on a copy (`lab_copy`)."""
+    from tests.helpers import run_cli
+
+    out = tmp_path_factory.mktemp("lab") / "run"
+    res = run_cli(["run", *LAB_ARGS, "--out", str(out)])
+    assert res.rc == 0, res.err[-3000:]
+    return out
+
+
+@pytest.fixture
+def lab_copy(lab, tmp_path):
+    """A copy of the finished run, for a test that changes it."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(lab, dst)
+    return dst
+
+
 @pytest.fixture
 def quantized_copy(quantized, tmp_path):
     """A private copy of the quantized folder, for a test that writes into it."""

@@ -31,21 +31,9 @@ TOL = {"fp32": 1e-3, "int16_w8": 0.02}
 
 
 @pytest.fixture(scope="session")
-def bundled(tmp_path_factory):
-    from quantlab.bundle.builder import build_bundle
-    from quantlab.calibration.capture import CapturePlan
-    from quantlab.calibration.ranges import calibrate
-    from quantlab.export import ExportConfig, export_model
-    from quantlab.models import load_model
-    from quantlab.quantize.quantizer import quantize
-    from quantlab.texts import default_calibration_texts
-
-    out = tmp_path_factory.mktemp("w512") / "tiny"
-    export_model(load_model("tiny-random-w512"), out, ExportConfig(prefill_len=8, cache_len=64))
-    calibrate(out, default_calibration_texts(), CapturePlan(windows=2), quiet=True)
-    quantize(out, "int16_w8", quiet=True)
-    paths = {v: out / build_bundle(out, v).path for v in TOL}
-    return out, paths
+def bundled(lab):
+    """The session's tiny lab (tests/conftest.py) bundled its fp32 and int16_w8 mains."""
+    return lab, {v: lab / f"tiny-random-w512_{v}.litertlm" for v in TOL}
 
 
 def _quantlab_scores(arts: ArtifactSet, prompt: str, target: str) -> list[float]:

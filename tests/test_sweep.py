@@ -41,7 +41,8 @@ def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, tmp_
     out = tmp_path / "sweep"
     argv = [sys.executable, "-m", "quantlab.cli", "sweep", "--models", "tiny-random,tiny-random-w512",
             "--schemes", "int8,int16_w8", "--soc", "SM8750", "--soc", "SM8650", "--out", str(out),
-            "--ray-address", cluster, "--no-analyze", "--no-bundle", "--prefill-len", "8", "--cache-len", "64"]
+            "--ray-address", cluster, "--no-analyze", "--no-bundle", "--no-per-op", "--eval-tokens", "24",
+            "--prefill-len", "8", "--cache-len", "64"]
     p = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]
     data = json.loads((out / "sweep.json").read_text())

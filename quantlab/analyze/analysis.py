@@ -22,12 +22,13 @@ FORMAT_VERSION = 1
 RECIPES_DIR = "recipes"
 
 
-def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256, quiet: bool = False) -> dict:
+def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256, quiet: bool = False,
+            float_column: bool = False) -> dict:
     folder = Path(folder)
     t0 = time.perf_counter()
     bench = Bench(folder, tokens)
     try:
-        sens = sensitivity(bench, quiet=quiet)
+        sens = sensitivity(bench, quiet=quiet, float_column=float_column)
         found = search(bench, sens, cfg, quiet=quiet)
     finally:
         bench.cleanup()

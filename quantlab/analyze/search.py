@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from quantlab.progress import steps
 # Bumped whenever how candidates are built, measured or chosen changes, or analysis.json's format; the lab then redoes
 # an older analysis.
 # 2: chosen by the expected perplexity ratio max(measured, exp(KL)).
-METHOD_VERSION = 2
+METHOD_VERSION = 3  # 3: no float column by default; candidates compile while the next is scored
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class SearchConfig:
 
 
 def _compiles(path: Path, soc: str) -> dict:
-    """QNN rule check and a real compile into a scratch folder; returns what the table needs."""
+    """QNN rule check and a real compile into a scratch folder; returns what the table needs. Deletes `path`."""
     violations = check_qnn(path)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -56,6 +57,8 @@ def _compiles(path: Path, soc: str) -> dict:
     except CompileFailed as exc:
         return {"qnn_rule_violations": len(violations), "fully_offloaded": False, "coverage": {},
                 "compile_error": str(exc)}
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: bool = False) -> dict:
@@ -64,16 +67,22 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
     kl8 = {r["group"]: r["kl_8"] for r in sens["rows"]}
     order = sorted(FC_GROUPS, key=lambda g: kl8.get(g, float("inf")))
     fp32_ppl = bench.fp32_perplexity()
-    candidates = []
-    for k in steps(range(len(order) + 1), desc="mixed-precision candidates", quiet=quiet):
-        int8 = tuple(order[:k])
-        recipe = build_recipe(16, {g: 8 for g in int8})
-        m = bench.measure(recipe)
-        m.update(_compiles(bench.tmp, cfg.soc))
-        candidates.append({"name": recipe_name(16, int8), "int8_groups": list(int8),
-                           "int8_weight_share": sum(share[g] for g in int8),
-                           "perplexity_ratio": m["perplexity"] / fp32_ppl,
-                           "expected_ratio": max(m["perplexity"] / fp32_ppl, math.exp(m["kl"])), **m, "recipe": recipe})
+    candidates, compiles = [], []
+    # Each candidate compiles (one process, one core) while the next is quantized and scored (LiteRT's threads).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for k in steps(range(len(order) + 1), desc="mixed-precision candidates", quiet=quiet):
+            int8 = tuple(order[:k])
+            recipe = build_recipe(16, {g: 8 for g in int8})
+            path = bench.folder / f".analyze-candidate-{k}.tflite"
+            m = bench.measure(recipe, path)
+            compiles.append(pool.submit(_compiles, path, cfg.soc))
+            candidates.append({"name": recipe_name(16, int8), "int8_groups": list(int8),
+                               "int8_weight_share": sum(share[g] for g in int8),
+                               "perplexity_ratio": m["perplexity"] / fp32_ppl,
+                               "expected_ratio": max(m["perplexity"] / fp32_ppl, math.exp(m["kl"])), **m,
+                               "recipe": recipe})
+        for c, done in zip(candidates, compiles):
+            c.update(done.result())
     ok = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"] and c["int8_groups"]]
     within = [c for c in ok if c["expected_ratio"] <= cfg.tolerance]
     chosen = (max(within, key=lambda c: (c["int8_weight_share"], -c["kl"])) if within

@@ -66,8 +66,10 @@ class Bench:
         self.tmp.unlink(missing_ok=True)
 
 
-def sensitivity(bench: Bench, quiet: bool = False) -> dict:
-    """KL and top-1 vs FP32 with everything at int16 except one op group, which is at int8 or left float.
+def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False) -> dict:
+    """KL and top-1 vs FP32 with everything at int16 except one op group, which is at int8 (and, with
+    `float_column`, left float: what int16 on that group costs; a diagnostic the search does not use, off by default,
+    half the sensitivity's time).
 
     The base is int16, not float: with float everywhere else, a quantized attention core or KV cache alone cannot be
     run (LiteRT reports a null output tensor), which says nothing about the group's sensitivity. Rows carry
@@ -77,7 +79,7 @@ def sensitivity(bench: Bench, quiet: bool = False) -> dict:
     rows = []
     for g in steps(GROUPS, desc="sensitivity (op groups)", quiet=quiet):
         m8 = bench.measure(build_recipe(16, {g.name: 8}))
-        mf = bench.measure(build_recipe(16, {g.name: None}))
+        mf = bench.measure(build_recipe(16, {g.name: None})) if float_column else {"kl": None, "top1_agreement": None}
         rows.append({"group": g.name, "label": g.label, "fc": g.is_fc,
                      "kl_8": m8["kl"], "top1_8": m8["top1_agreement"],
                      "kl_16": base["kl"], "top1_16": base["top1_agreement"],

@@ -55,7 +55,7 @@ class RunConfig:
     search_soc: str = "SM8750"
     smooth_alpha: float = 0.0
     rotate: int = 1
-    hadamard: bool = False
+    hadamard: bool = True
     per_op: bool = True
     embedder: str = "int8"
     bundles: bool = True

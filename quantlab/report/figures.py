@@ -138,7 +138,8 @@ def sensitivity(analysis) -> str | None:
     x = range(len(rows))
     base = analysis.all_int16["kl"]
     ax.bar([i - 0.2 for i in x], [r.kl_8 for r in rows], width=0.4, label="group at int8", color="#dd8452")
-    ax.bar([i + 0.2 for i in x], [r.kl_float for r in rows], width=0.4, label="group float", color="#55a868")
+    if any(r.kl_float is not None for r in rows):
+        ax.bar([i + 0.2 for i in x], [r.kl_float or 0 for r in rows], width=0.4, label="group float", color="#55a868")
     ax.axhline(base, color="grey", ls="--", lw=1, label="all int16")
     ax.set_xticks(list(x), [r.group for r in rows], rotation=30, ha="right")
     ax.set_ylabel("KL vs FP32 (log)")

@@ -50,7 +50,8 @@ def render_markdown(data: manifest.Manifest) -> str:
         rows=rows, bundles=bundle_rows(data), stages=stage_rows(data), prompt=sample.get("prompt", ""),
         last_run_s=data.last_run_seconds,
         analysis=analysis,
-        broken_float=[r.group for r in analysis.rows if r.kl_float > analysis.all_int8["kl"]] if analysis else [],
+        broken_float=[r.group for r in analysis.rows if r.kl_float is not None and r.kl_float > analysis.all_int8["kl"]]
+        if analysis else [],
     )
 
 

@@ -4,7 +4,6 @@ changes, bad inputs caught before any work, interruption."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
@@ -13,28 +12,12 @@ from quantlab import cli, manifest
 from quantlab.errors import UserError
 from quantlab.lab.config import NOT_INPUTS, RunConfig
 from quantlab.lab.pipeline import Lab
-from tests.e2e.conftest import run_cli
+from tests.conftest import LAB_ARGS, LAB_MODEL
+from tests.helpers import run_cli
 
-# Gemma3's 512-token window, so that the lab bundles it for LiteRT-LM too (quantlab/bundle/builder.py).
-TINY = ["--model", "tiny-random-w512", "--prefill-len", "8", "--cache-len", "64"]
-TINY_CFG = dict(model="tiny-random-w512", prefill_len=8, cache_len=64)
-M = "tiny-random-w512"
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
-    out = tmp_path_factory.mktemp("lab") / "run"
-    res = run_cli(["run", *TINY, "--out", str(out)])
-    assert res.rc == 0, res.err[-3000:]
-    return out
-
-
-@pytest.fixture
-def lab_copy(lab, tmp_path):
-    """A copy of the finished run, for tests that change it (the module's run stays as it was)."""
-    dst = tmp_path / "run"
-    shutil.copytree(lab, dst)
-    return dst
+TINY = LAB_ARGS  # the session's `lab` fixture (tests/conftest.py): Gemma3's 512-token window, so it is bundled too
+TINY_CFG = dict(model=LAB_MODEL, prefill_len=8, cache_len=64)
+M = LAB_MODEL
 
 
 def test_layout_and_manifest(lab):
@@ -122,7 +105,7 @@ FLIPS = {
     "cache_len": (96, AFTER_EXPORT),
     "smooth_alpha": (0.5, AFTER_EXPORT),
     "rotate": (0, AFTER_EXPORT),
-    "hadamard": (True, AFTER_EXPORT),
+    "hadamard": (False, AFTER_EXPORT),
     "calib_texts": ("calib", AFTER_EXPORT),
     "calib_windows": (3, AFTER_CALIBRATE),
     "analyze": (False, {"quantize"}),  # no search: its variant is no longer built (nothing re-runs; a step goes)
@@ -168,16 +151,17 @@ def test_every_option_reruns_exactly_the_stages_that_read_it(lab, tmp_path):
         assert planned.stale_stages() == expected, (field, planned.steps)
 
 
-def test_run_with_hadamard_over_a_default_run_really_reruns(lab_copy):
-    """The bug this design removes: --hadamard over an existing run used to skip every stage."""
+def test_run_without_hadamard_over_a_default_run_really_reruns(lab_copy):
+    """The bug this design removes: changing --hadamard over an existing run used to skip every stage."""
     before = manifest.load(lab_copy).artifacts["fp32"].sha256
-    res = run_cli(["run", *TINY, "--out", str(lab_copy), "--hadamard", "--no-analyze", "--schemes", "int16_w8",
-                   "--no-per-op", "--no-bundle"])
+    assert manifest.load(lab_copy).export.hadamard == {"block": 128}  # on by default
+    res = run_cli(["run", *TINY, "--out", str(lab_copy), "--no-hadamard", "--no-analyze", "--schemes", "int16_w8",
+                   "--no-per-op", "--no-bundle", "--eval-tokens", "16"])
     assert res.rc == 0, res.err[-3000:]
     out = res.out
     assert "export      " in out and "(1 run, 0 unchanged)" in next(l for l in out.splitlines() if "export" in l)
     data = manifest.load(lab_copy)
-    assert data.export.hadamard == {"block": 128} and data.artifacts["fp32"].sha256 != before
+    assert data.export.hadamard is None and data.artifacts["fp32"].sha256 != before
 
 
 def test_bad_inputs_exit_2_with_one_line_before_any_work(lab, tmp_path, capsys):
@@ -225,30 +209,31 @@ def test_bad_inputs_exit_2_with_one_line_before_any_work(lab, tmp_path, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
-INTERRUPT_SECOND = """
+INTERRUPT_DYNAMIC = """
 from pathlib import Path
 from quantlab.atomic import atomic_path
 from quantlab.quantize import quantizer
 real = quantizer.quantize
-def interrupt_second(folder, scheme, **kw):
-    if scheme.name == "int16_w8":  # Ctrl-C while the second scheme is being written
-        with atomic_path(Path(folder) / "tiny-random-w512_main_int16_w8.tflite") as tmp:
+def interrupt(folder, scheme, **kw):
+    if scheme.name == "dynamic_int8":  # Ctrl-C while its main is being written
+        with atomic_path(Path(folder) / "tiny-random-w512_main_dynamic_int8.tflite") as tmp:
             tmp.write_bytes(b"partial")
             raise KeyboardInterrupt
     return real(folder, scheme, **kw)
-quantizer.quantize = interrupt_second
+quantizer.quantize = interrupt
 """
 
 
-def test_interrupted_quantize_leaves_no_partial_file_exits_130_and_resumes(tmp_path):
-    out = tmp_path / "run"
-    argv = ["run", *TINY, "--out", str(out), "--soc", "SM8750", "--no-analyze", "--no-bundle"]
-    res = run_cli(argv, patch=INTERRUPT_SECOND)
+def test_interrupted_quantize_leaves_no_partial_file_exits_130_and_resumes(lab_copy):
+    """Ctrl-C while a new scheme is quantized on a finished run: exit 130 with the resume command, no partial file;
+    the resumed run makes only what is missing."""
+    argv = ["run", *TINY, "--out", str(lab_copy), "--schemes", "int8,int16_w8,dynamic_int8", "--no-bundle"]
+    res = run_cli(argv, patch=INTERRUPT_DYNAMIC)
     assert res.rc == 130, res.err[-3000:]
-    assert "interrupted" in res.err and "resume with: quantlab run" in res.err and str(out) in res.err
-    leftovers = [p.name for p in out.iterdir() if "int16_w8" in p.name or ".tmp-" in p.name]
-    assert leftovers == []
+    assert "interrupted" in res.err and "resume with: quantlab run" in res.err and str(lab_copy) in res.err
+    assert [p.name for p in lab_copy.iterdir() if "dynamic_int8" in p.name or ".tmp-" in p.name] == []
     res = run_cli(argv)
     assert res.rc == 0, res.err[-3000:]
     assert "export         0.0 s  (0 run, 1 unchanged)" in res.out
-    assert (out / f"{M}_main_int16_w8.tflite").is_file()
+    assert "(1 run, 4 unchanged)" in next(l for l in res.out.splitlines() if l.strip().startswith("quantize"))
+    assert (lab_copy / f"{M}_main_dynamic_int8.tflite").is_file()

@@ -1,4 +1,4 @@
-"""Labs run in a fresh interpreter, as `quantlab run` does from a shell.
+"""Test helpers. Labs run in a fresh interpreter, as `quantlab run` does from a shell.
 
 Lab steps run in forked children (quantlab/lab/isolate.py), and GNU OpenMP is not fork-safe: a child forked from a
 process whose torch has already run parallel work hangs in its first torch op. The test process has (other tests ran
