@@ -202,6 +202,8 @@ class SensitivityRow:
     top1_16: float
     kl_float: float | None = None  # (measured with `analyze --float-column` only)
     top1_float: float | None = None
+    kl_w4: float | None = None  # fully-connected groups: 4-bit weights, int16 activations
+    top1_w4: float | None = None
 
 
 @dataclass
@@ -224,6 +226,8 @@ class Candidate:
     coverage: dict = field(default_factory=dict)
     compiled_bytes: int | None = None
     compile_error: str | None = None
+    w4_groups: list[str] = field(default_factory=list)
+    w4_weight_share: float = 0.0
 
 
 @dataclass
@@ -244,6 +248,7 @@ class AnalysisRecord:
     chosen: str | None
     chosen_within_tolerance: bool
     seconds: float = 0.0
+    smallest: str | None = None  # the smallest compiled main within tolerance (4-bit weights where they hold)
 
 
 @dataclass

@@ -43,9 +43,9 @@ def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256,
         "seconds": round(time.perf_counter() - t0, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
-    chosen = next((c for c in found["candidates"] if c["name"] == found["chosen"]), None)
-    if chosen is not None:
-        path = recipe_path(folder, chosen["name"])
+    for name in {found["chosen"], found.get("smallest")} - {None}:
+        chosen = next(c for c in found["candidates"] if c["name"] == name)
+        path = recipe_path(folder, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text(path, json.dumps(chosen["recipe"], indent=1) + "\n")
     write_text(folder / ANALYSIS_FILE, json.dumps(result, indent=1))
@@ -67,7 +67,8 @@ def analysis_record(result: dict | None) -> AnalysisRecord | None:
         rows=[SensitivityRow(**r) for r in sens["rows"]], order=found["order"], weight_share=found["weight_share"],
         fp32_perplexity=found["fp32_perplexity"], tolerance=found["tolerance"], soc=found["soc"],
         candidates=[Candidate(**{k: v for k, v in c.items() if k in keep}) for c in found["candidates"]],
-        chosen=found["chosen"], chosen_within_tolerance=found["chosen_within_tolerance"], seconds=result["seconds"])
+        chosen=found["chosen"], chosen_within_tolerance=found["chosen_within_tolerance"], seconds=result["seconds"],
+        smallest=found.get("smallest"))
 
 
 def load_analysis(folder: Path) -> dict | None:

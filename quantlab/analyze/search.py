@@ -66,27 +66,38 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
     share = weight_share(bench.fp32_path)
     kl8 = {r["group"]: r["kl_8"] for r in sens["rows"]}
     order = sorted(FC_GROUPS, key=lambda g: kl8.get(g, float("inf")))
+    kl4 = {r["group"]: r["kl_w4"] for r in sens["rows"] if r.get("kl_w4") is not None}
+    order4 = sorted((g for g in FC_GROUPS if g in kl4), key=kl4.get)
     fp32_ppl = bench.fp32_perplexity()
+    # Two axes, each cheapest first: int8 activations on more FC groups (the NPU's faster path), then 4-bit weights on
+    # more FC groups (a smaller file), int16 activations elsewhere.
+    axes = [(tuple(order[:k]), ()) for k in range(len(order) + 1)] + [((), tuple(order4[:k]))
+                                                                       for k in range(1, len(order4) + 1)]
     candidates, compiles = [], []
     # Each candidate compiles (one process, one core) while the next is quantized and scored (LiteRT's threads).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for k in steps(range(len(order) + 1), desc="mixed-precision candidates", quiet=quiet):
-            int8 = tuple(order[:k])
-            recipe = build_recipe(16, {g: 8 for g in int8})
+        for k in steps(range(len(axes)), desc="mixed-precision candidates", quiet=quiet):
+            int8, w4 = axes[k]
+            recipe = build_recipe(16, {g: 8 for g in int8}, weight_overrides={g: 4 for g in w4})
             path = bench.folder / f".analyze-candidate-{k}.tflite"
             m = bench.measure(recipe, path)
             compiles.append(pool.submit(_compiles, path, cfg.soc))
-            candidates.append({"name": recipe_name(16, int8), "int8_groups": list(int8),
+            candidates.append({"name": recipe_name(16, int8, w4), "int8_groups": list(int8), "w4_groups": list(w4),
                                "int8_weight_share": sum(share[g] for g in int8),
+                               "w4_weight_share": sum(share[g] for g in w4),
                                "perplexity_ratio": m["perplexity"] / fp32_ppl,
                                "expected_ratio": max(m["perplexity"] / fp32_ppl, math.exp(m["kl"])), **m,
                                "recipe": recipe})
         for c, done in zip(candidates, compiles):
             c.update(done.result())
-    ok = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"] and c["int8_groups"]]
+    compiled = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"]]
+    ok = [c for c in compiled if c["int8_groups"]]
     within = [c for c in ok if c["expected_ratio"] <= cfg.tolerance]
     chosen = (max(within, key=lambda c: (c["int8_weight_share"], -c["kl"])) if within
               else min(ok, key=lambda c: c["kl"]) if ok else None)
-    return {"order": order, "weight_share": share, "fp32_perplexity": fp32_ppl, "tolerance": cfg.tolerance,
-            "soc": cfg.soc, "candidates": candidates, "chosen": chosen["name"] if chosen else None,
-            "chosen_within_tolerance": bool(within)}
+    small = [c for c in compiled if c["w4_groups"] and c["expected_ratio"] <= cfg.tolerance]
+    smallest = min(small, key=lambda c: (c.get("compiled_bytes") or c["bytes"], c["kl"])) if small else None
+    return {"order": order, "order_w4": order4, "weight_share": share, "fp32_perplexity": fp32_ppl,
+            "tolerance": cfg.tolerance, "soc": cfg.soc, "candidates": candidates,
+            "chosen": chosen["name"] if chosen else None, "chosen_within_tolerance": bool(within),
+            "smallest": smallest["name"] if smallest else None}

@@ -77,11 +77,15 @@ def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False) -
     base = bench.measure(build_recipe(16, {}))
     all8 = bench.measure(build_recipe(8, {}))
     rows = []
+    none = {"kl": None, "top1_agreement": None}
     for g in steps(GROUPS, desc="sensitivity (op groups)", quiet=quiet):
         m8 = bench.measure(build_recipe(16, {g.name: 8}))
-        mf = bench.measure(build_recipe(16, {g.name: None})) if float_column else {"kl": None, "top1_agreement": None}
+        mf = bench.measure(build_recipe(16, {g.name: None})) if float_column else none
+        # fully-connected groups: also 4-bit weights (int16 activations), the search's other axis
+        m4 = bench.measure(build_recipe(16, {}, weight_overrides={g.name: 4})) if g.is_fc else none
         rows.append({"group": g.name, "label": g.label, "fc": g.is_fc,
                      "kl_8": m8["kl"], "top1_8": m8["top1_agreement"],
                      "kl_16": base["kl"], "top1_16": base["top1_agreement"],
-                     "kl_float": mf["kl"], "top1_float": mf["top1_agreement"]})
+                     "kl_float": mf["kl"], "top1_float": mf["top1_agreement"],
+                     "kl_w4": m4["kl"], "top1_w4": m4["top1_agreement"]})
     return {"all_int16": base, "all_int8": all8, "rows": rows}

@@ -65,7 +65,7 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
         from quantlab.analyze.analysis import analyze as analyze_folder
 
         res = analyze_folder(out, search, tokens=tokens, quiet=True)
-        return {"chosen": res["search"]["chosen"], "seconds": res["seconds"]}
+        return {"chosen": res["search"]["chosen"], "smallest": res["search"]["smallest"], "seconds": res["seconds"]}
 
     def record(_: Any) -> None:
         with manifest.edit(out) as m:
@@ -94,15 +94,16 @@ def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
                           parts=(Scheme.of(emb, "embedder", embedder_recipe(emb)).digest,),
                           outputs=(out / artifacts.embedder_file(name, emb),)))
         emb_needs = (emb_step,)
-    chosen = (lab.result("analyze") or {}).get("chosen") if "analyze" in lab.built else None
-    schemes = [*cfg.schemes, *([parse(chosen)] if chosen else [])]
+    searched = lab.result("analyze") or {} if "analyze" in lab.built else {}
+    picks = list(dict.fromkeys(n for n in (searched.get("chosen"), searched.get("smallest")) if n))
+    schemes = [*cfg.schemes, *(parse(n) for n in picks if n not in {s.name for s in cfg.schemes})]
     for scheme in schemes:
         def run(scheme=scheme) -> dict:
             from quantlab.quantize.quantizer import quantize as quantize_folder
 
             return {"bytes": quantize_folder(out, scheme, overwrite=True, quiet=True, embedder=emb).bytes}
 
-        searched = ("analyze",) if chosen and scheme.name == chosen else ()
+        searched = ("analyze",) if scheme.name in picks else ()
         steps.append(Step(f"quantize:{scheme.name}", run, needs=("calibrate", *emb_needs, *searched),
                           parts=(scheme.name, scheme.digest, emb),
                           outputs=(out / artifacts.main_file(name, scheme.name),)))

@@ -48,13 +48,14 @@ GROUPS: tuple[OpGroup, ...] = (
     OpGroup("attn_o", "attention output projection", (("Linear_o_proj", FC),)),
     OpGroup("mlp_in", "MLP gate and up projections", (("Gemma3MLP_mlp", FC),)),
     OpGroup("mlp_down", "MLP down projection", (("Linear_down_proj", FC),)),
-    OpGroup("lm_head", "LM head", ((r"logits(_\d+)?_output", FC),)),
+    OpGroup("lm_head", "LM head", ((r"(logits(_\d+)?_output|Linear_lm_head)", FC),)),
 )
 BY_NAME = {g.name: g for g in GROUPS}
 FC_GROUPS = tuple(g.name for g in GROUPS if g.is_fc)
 
 
-def build_recipe(base: int | None, overrides: dict[str, int | None], weight_bits: int = 8) -> list[dict]:
+def build_recipe(base: int | None, overrides: dict[str, int | None], weight_bits: int = 8,
+                 weight_overrides: dict[str, int] | None = None) -> list[dict]:
     """Everything at `base` activation bits (None: float), each group in `overrides` at its bits; weights at
     `weight_bits`, symmetric per channel; norms' insides always float. Built with ai-edge-quantizer's RecipeManager,
     so every entry passes its checks and the list is what the quantizer itself would use.
@@ -62,16 +63,19 @@ def build_recipe(base: int | None, overrides: dict[str, int | None], weight_bits
     The norms default to int16 whenever anything is quantized: QNN rejects its RmsNorm at int8 (qnn-int8-rmsnorm)."""
     from ai_edge_quantizer import algorithm_manager, recipe_manager
 
-    unknown = set(overrides) - set(BY_NAME)
+    weight_overrides = weight_overrides or {}
+    unknown = (set(overrides) | set(weight_overrides)) - set(BY_NAME)
     if unknown:
         raise ValueError(f"unknown op group(s) {', '.join(sorted(unknown))}; choose from {', '.join(BY_NAME)}")
+    if any(not BY_NAME[g].is_fc for g in weight_overrides):
+        raise ValueError("weight widths apply to fully-connected groups only: " + ", ".join(FC_GROUPS))
     rm = recipe_manager.RecipeManager()
 
-    def add(regex: str, op: str, bits: int | None) -> None:
+    def add(regex: str, op: str, bits: int | None, wbits: int = weight_bits) -> None:
         if bits is None:
             rm.add_quantization_config(regex, op, None, algorithm_manager.AlgorithmName.NO_QUANTIZE)
         else:  # int8 asymmetric, int16 symmetric (LiteRT's int16 kernels need zero point 0): AEQ's own rule
-            rm.add_static_config(regex, op, activation_num_bits=bits, weight_num_bits=weight_bits)
+            rm.add_static_config(regex, op, activation_num_bits=bits, weight_num_bits=wbits)
 
     add(".*", "*", base)
     # Every group is written out (at its override or the base) so a broad override never leaks into a narrower group.
@@ -81,17 +85,20 @@ def build_recipe(base: int | None, overrides: dict[str, int | None], weight_bits
             add(NORM, "*", None)
         default = (16 if base is not None else None) if g.name == "norms" else base
         for rx, op in g.entries:
-            add(rx, op, overrides.get(g.name, default))
+            add(rx, op, overrides.get(g.name, default), weight_overrides.get(g.name, weight_bits))
     # --hadamard's rotations sit inside the attention and next to the norms; they stay at the base width whatever
     # group around them goes to int8 (int8 there would round the very tensor they exist to protect).
     add(HADAMARD, FC, base)
     return copy.deepcopy(rm.get_quantization_recipe())
 
 
-def recipe_name(base: int, int8_groups: tuple[str, ...]) -> str:
-    """A variant name that says what the recipe is, e.g. `a16_fc8-lm_head+mlp_in` (stable group order)."""
-    groups = [g for g in FC_GROUPS + tuple(n for n in BY_NAME if n not in FC_GROUPS) if g in int8_groups]
-    return f"a{base}_a8-" + "+".join(groups) if groups else f"a{base}"
+def recipe_name(base: int, int8_groups: tuple[str, ...], w4_groups: tuple[str, ...] = ()) -> str:
+    """A variant name that says what the recipe is: `a16`, `a16_a8-lm_head+mlp_in` (int8 activations on those FC
+    groups), `a16_w4-lm_head` (4-bit weights on those), or both, `a16_a8-attn_o_w4-lm_head` (stable group order)."""
+    order = FC_GROUPS + tuple(n for n in BY_NAME if n not in FC_GROUPS)
+    a8 = [g for g in order if g in int8_groups]
+    w4 = [g for g in order if g in w4_groups]
+    return f"a{base}" + ("_a8-" + "+".join(a8) if a8 else "") + ("_w4-" + "+".join(w4) if w4 else "")
 
 
 def _fc_ops(main_path: Path) -> list:

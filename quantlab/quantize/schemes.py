@@ -2,8 +2,9 @@
 
 A scheme is named by one of three things, and `parse()` is the only place that reads them:
 - a **shipped** name (`SHIPPED`; recipe JSON in quantize/recipes/): `int8`, `int16_w8`, `dynamic_int8`;
-- the **searched** grammar `a16` or `a16_a8-<group>+<group>...` (int16 activations, int8 activations on the listed
-  fully-connected groups of quantize/groups.py, e.g. `a16_a8-lm_head`): what `quantlab analyze` chooses;
+- the **searched** grammar `a16[_a8-<group>+...][_w4-<group>+...]` (int16 activations; int8 activations on the
+  fully-connected groups after `_a8-`, 4-bit weights on those after `_w4-`; groups of quantize/groups.py, e.g.
+  `a16_a8-lm_head`, `a16_w4-mlp_in+lm_head`): what `quantlab analyze` chooses;
 - a **recipe file** `path/to/name.json` (ai-edge-quantizer recipe JSON: regex over tensor names, op type, op_config;
   later entries override earlier ones): its variant is the file's stem, which may not be a shipped or searched name.
 
@@ -50,7 +51,7 @@ SHIPPED: dict[str, Shipped] = {
 }
 # What the lab builds unless told otherwise.
 DEFAULT_SCHEMES = ("int8", "int16_w8")
-SEARCHED = re.compile(r"^a16(_a8-(?P<groups>[a-z_]+(\+[a-z_]+)*))?$")
+SEARCHED = re.compile(r"^a16(_a8-(?P<groups>[a-z_]+?(\+[a-z_]+?)*))?(_w4-(?P<w4>[a-z_]+(\+[a-z_]+)*))?$")
 GRAMMAR = "a shipped name ({}), a searched name a16_a8-<group>+... (groups: {}), or a recipe .json file"
 
 
@@ -104,14 +105,16 @@ def parse(spec: str) -> Scheme:
         return Scheme.of(spec, "shipped", json.loads(text))
     if m := SEARCHED.match(spec):
         groups = m.group("groups").split("+") if m.group("groups") else []
-        bad = [g for g in groups if g not in FC_GROUPS]
+        w4 = m.group("w4").split("+") if m.group("w4") else []
+        bad = [g for g in groups + w4 if g not in FC_GROUPS]
         if bad:
             raise UserError(f"scheme {spec!r}: unknown fully-connected group(s) {', '.join(bad)}; "
                             f"choose from {', '.join(FC_GROUPS)}")
-        canonical = recipe_name(16, tuple(groups))
+        canonical = recipe_name(16, tuple(groups), tuple(w4))
         if canonical != spec:
             raise UserError(f"scheme {spec!r}: write its groups once each, in the order {canonical!r} does")
-        return Scheme.of(spec, "searched", build_recipe(16, {g: 8 for g in groups}))
+        return Scheme.of(spec, "searched", build_recipe(16, {g: 8 for g in groups},
+                                                          weight_overrides={g: 4 for g in w4}))
     if spec.endswith(".json"):
         return _from_file(Path(spec))
     raise UserError(f"unknown scheme {spec!r}; pass " + GRAMMAR.format(", ".join(SHIPPED), ", ".join(FC_GROUPS)))

@@ -117,14 +117,15 @@ def pareto(rows: list[VariantRow]) -> str | None:
     fig, ax = plt.subplots(figsize=(WIDTH, 3.8))
     for r in pts:
         on = r.variant in front
-        ax.scatter(100 * r.int8_fc_share, max(r.ppl_delta_pct, 1e-2), s=30 + r.mb / 10,
+        ax.scatter(r.shipped_mb, max(r.ppl_delta_pct, 1e-2), s=30 + 200 * r.int8_fc_share,
                    color="#c44e52" if on else "#8c8c8c", zorder=3)
-        ax.annotate(f"{r.variant} ({r.mb:.0f} MB)", (100 * r.int8_fc_share, max(r.ppl_delta_pct, 1e-2)),
+        ax.annotate(f"{r.variant} ({100 * r.int8_fc_share:.0f}% int8 FC)", (r.shipped_mb, max(r.ppl_delta_pct, 1e-2)),
                     textcoords="offset points", xytext=(6, 4), fontsize=8)
-    ax.set_xlabel("FC weights with int8 activations (%)")
+    ax.set_xlabel("shipped size: main + its embedder (MB)")
     ax.set_ylabel("perplexity increase vs FP32 (%, log)")
     ax.set_yscale("log")
-    ax.set_title("Pareto front in red (right and low is better; marker area ~ size)" + note, fontsize=10)
+    ax.set_title("Pareto front of size and accuracy in red (lower left is better; marker area ~ int8 share)" + note,
+                 fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
 

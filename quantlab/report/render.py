@@ -69,7 +69,7 @@ def write_report(folder: Path) -> tuple[Path, Path]:
     rows = variant_rows(data)
     md = render_markdown(data)
     plots = [(t, img) for t, img in (
-        ("Pareto front: int8 share of FC weights vs perplexity", figures.pareto(rows)),
+        ("Pareto front: shipped size vs perplexity", figures.pareto(rows)),
         ("Sensitivity by op group", figures.sensitivity(data.analysis)),
         ("Size vs perplexity", figures.size_vs_perplexity(rows)),
         ("CPU speed per variant", figures.speed(rows)),

@@ -120,12 +120,12 @@ def stage_rows(data: Manifest) -> list[dict]:
 
 
 def pareto_front(rows: list[VariantRow]) -> list[VariantRow]:
-    """Variants no other variant beats on all of: smaller shipped files, more FC weights at int8, lower perplexity."""
+    """Variants no other variant beats on both size and accuracy: smaller shipped files and lower perplexity."""
     pts = [r for r in rows if r.perplexity is not None]
 
     def dominates(a: VariantRow, b: VariantRow) -> bool:
-        ge = a.shipped_mb <= b.shipped_mb and a.int8_fc_share >= b.int8_fc_share and a.perplexity <= b.perplexity
-        gt = a.shipped_mb < b.shipped_mb or a.int8_fc_share > b.int8_fc_share or a.perplexity < b.perplexity
+        ge = a.shipped_mb <= b.shipped_mb and a.perplexity <= b.perplexity
+        gt = a.shipped_mb < b.shipped_mb or a.perplexity < b.perplexity
         return ge and gt
 
     return [r for r in pts if not any(dominates(o, r) for o in pts if o is not r)]

@@ -85,8 +85,8 @@ def verdict(rows: list[VariantRow], tolerance: float = 1.05) -> list[str]:
         lines.append(f"Grades: {graded}. Rule: {SOURCE}.")
     front = pareto_front(rows)
     if len(front) > 1:
-        lines.append("Pareto front (no other variant is smaller, with more FC weights at int8 activations and lower "
-                     "perplexity at once): " + ", ".join(
+        lines.append("Pareto front of size and accuracy (no other variant is both smaller and lower in perplexity): "
+                     + ", ".join(
                          f"{r.variant} ({r.shipped_mb:.0f} MB shipped, {r.int8_fc_share:.0%} int8 FC weights, "
                          f"perplexity {r.ppl_delta_pct:+.1f} %)" for r in sorted(front, key=lambda r: r.int8_fc_share)
                          if r.ppl_delta_pct is not None) + ".")
