@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     from quantlab.quantize.embedder import EMBEDDERS
     from quantlab.quantize.rounding import ROUNDINGS
     from quantlab.quantize.schemes import help_line
+    schemes_help = help_line().replace("%", "%%")  # argparse formats help with %
 
     p = argparse.ArgumentParser(prog="quantlab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--model", default="gemma3-270m", help=MODEL_HELP)
     r.add_argument("--out", default="out", help="artifact folder (default ./out); re-running resumes it")
     r.add_argument("--schemes", "--scheme", action="append", nargs="+", default=None,
-                   help=f"schemes, space- or comma-separated: {help_line()}; searched names (a16_a8-lm_head) or "
+                   help=f"schemes, space- or comma-separated: {schemes_help}; searched names (a16_a8-lm_head) or "
                         "recipe .json files; default int8,int16_w8")
     r.add_argument("--soc", action="append", default=None, help="SoC to compile for (repeatable; default SM8750)")
     r.add_argument("--calib-text", action="append", default=None, help="calibration .txt/.jsonl (repeatable)")
@@ -356,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "440 MB, calibration 190 -> 850 s)")
     c.set_defaults(func=_calibrate)
 
-    q = sub.add_parser("quantize", help="PTQ of main with a scheme: " + help_line())
+    q = sub.add_parser("quantize", help="PTQ of main with a scheme: " + schemes_help)
     q.add_argument("dir")
     q.add_argument("--scheme", "--schemes", action="append", nargs="+", default=None,
                    help="shipped schemes (int8, int16_w8, dynamic_int8), searched names (a16_a8-lm_head) or recipe "

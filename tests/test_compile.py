@@ -116,3 +116,42 @@ def test_int8_rmsnorm_is_rejected_as_check_predicts(quantized, tmp_path):
     predicted = {(v.signature, v.op_index) for v in check_qnn(model) if v.rule == "qnn-int8-rmsnorm"}
     assert predicted == rejected
     assert not [v for v in check_qnn(folder / "tiny-random_main_int8.tflite") if v.rule == "qnn-int8-rmsnorm"]
+
+
+def test_blockwise_4bit_weights_stop_the_compile_and_check_predicts_it(tmp_path):
+    """ai-edge-quantizer can write int16 activations with 4-bit weights in blocks of 32 (only with skip_checks); the
+    Qualcomm plugin refuses the whole model. The compile result must carry the plugin's own reason, and `check` must
+    flag the weight before anyone compiles."""
+    import copy
+
+    import litert_torch
+    import numpy as np
+    import torch
+    from ai_edge_quantizer import quantizer
+
+    from quantlab.check.qnn_rules import check_qnn
+    from quantlab.quantize.schemes import parse
+
+    toy = torch.nn.Sequential(torch.nn.Linear(64, 128, bias=False), torch.nn.Linear(128, 64, bias=False)).eval()
+    sample = {"input": torch.zeros(1, 4, 64)}
+    fp32 = tmp_path / "toy_fp32.tflite"
+    litert_torch.signature("toy", toy, sample_kwargs=sample).convert().export(str(fp32))
+    recipe = copy.deepcopy(parse("int16_w4").recipe)
+    fc = next(e for e in recipe if e["operation"] == "FULLY_CONNECTED")
+    fc["op_config"]["weight_tensor_config"]["granularity"] = "BLOCKWISE_32"
+    fc["op_config"]["skip_checks"] = True  # AEQ's validation refuses static blockwise; the user's recipe overrides it
+    q = quantizer.Quantizer(str(fp32), recipe)
+    rng = np.random.default_rng(0)
+    data = {"toy": [{"input": rng.standard_normal((1, 4, 64)).astype(np.float32)} for _ in range(4)]}
+    model = tmp_path / "toy_a16w4_b32.tflite"
+    model.write_bytes(q.quantize(q.calibrate(data), enable_progress_report=False).quantized_model)
+
+    flagged = [v for v in check_qnn(model) if v.rule == "qnn-blockwise-weight"]
+    assert len(flagged) == 2 and all(v.op == "FULLY_CONNECTED" for v in flagged)
+    from quantlab.compile.compiler import CompileFailed
+
+    with pytest.raises(CompileFailed) as failed:
+        compile_model(model, "SM8750", tmp_path / "toy_aot.tflite")
+    assert any("Unsupported quantization type" in e for e in failed.value.errors), failed.value.errors
+    assert "Unsupported quantization type" in str(failed.value)
+    assert not (tmp_path / "toy_aot.tflite").exists()

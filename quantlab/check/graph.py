@@ -21,6 +21,7 @@ class Tensor:
     constant: bool
     scales: tuple[float, ...]
     zero_points: tuple[int, ...]
+    block_size: int = 0  # > 0: blockwise quantization (scales per block of the input dim, in a separate tensor)
 
     @property
     def quantized(self) -> bool:
@@ -104,4 +105,6 @@ def _tensor(t, buffers) -> Tensor:
         (buf.data is not None and len(buf.data) > 0) or (getattr(buf, "offset", 0) or 0) > 1
     )
     shape = tuple(int(s) for s in (t.shape if t.shape is not None else np.array([])))
-    return Tensor(t.name.decode(), flatbuffer_utils.type_to_name(t.type), shape, constant, scales, zps)
+    details = getattr(q, "details", None) if q is not None else None
+    block = int(getattr(details, "blockSize", 0) or 0)
+    return Tensor(t.name.decode(), flatbuffer_utils.type_to_name(t.type), shape, constant, scales, zps, block)

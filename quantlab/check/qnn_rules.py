@@ -17,6 +17,9 @@ libraries and HTP simulator, QNN 2.51).
 - qnn-prefill-mask-size: a prefill attention-mask ADD over more than 1 MiB (2 B × heads × T × (C + T)) loses every
   prefill chunk after the first on Qualcomm devices (LiteRT-LM #3508, litert-torch #1184 and PR #1226; not
   reproduced by the simulator). quantlab's default prefill of 64 keeps the 1280-slot cache under it.
+- qnn-blockwise-weight: a FULLY_CONNECTED weight with blockwise quantization (what ai-edge-quantizer writes for
+  BLOCKWISE_32..256 granularity) stops the whole compile: "ERROR: [qnn_compose_graph.cc:320] Unsupported quantization
+  type." (SM8650/SM8750/SM8850); LiteRT's CPU kernels do not run it with int16 activations either.
 """
 
 from __future__ import annotations
@@ -53,6 +56,12 @@ def qnn_violations(ops: list[Op]) -> list[Violation]:
         if op.name != "FULLY_CONNECTED" or len(op.inputs) < 2:
             continue
         a, b = op.inputs[0], op.inputs[1]
+        if b.block_size:
+            found.append(Violation(
+                "qnn-blockwise-weight", op.signature, op.index, op.name, op.outputs[0].name,
+                f"fully-connected weight quantized in blocks of {b.block_size}: the Qualcomm plugin stops the whole "
+                "compile (\"Unsupported quantization type\", measured on SM8650/SM8750/SM8850)",
+                "quantize the weights per channel (CHANNELWISE; quantlab's int16_w4 scheme)"))
         if a.dtype == "INT16" and b.dtype == "INT16" and not b.constant:
             found.append(Violation(
                 "qnn-int16-act-matmul", op.signature, op.index, op.name, op.outputs[0].name,

@@ -14,6 +14,9 @@ _QNN_ERR = re.compile(r"QNN error=(\d+)")
 _E_LINE = re.compile(r"<E> (.+)")
 _FATAL = re.compile(r"graph_prepare\.cc.*ERROR|could not create op|graph prepare failed|prepare failed")
 _TENSOR = re.compile(r"\[(\d)\] name=\"([^\"]+)\"\s+tensor_idx")
+# The Qualcomm plugin's own errors (e.g. "ERROR: [qnn_compose_graph.cc:320] Unsupported quantization type.") name the
+# reason a whole compile failed; they carry neither "failed" nor a graph-prepare phrase.
+_VENDOR = re.compile(r"ERROR: \[qnn_[a-z_]+\.cc:\d+\] *\S")
 
 
 @dataclass
@@ -80,6 +83,6 @@ def parse_log(log: str) -> tuple[list[SubgraphCoverage], list[RejectedOp], list[
             pending = []
         i += 1
     # The fatal messages (graph preparation) first, then the rest of the error lines.
-    fatal = [ln.strip() for ln in lines if "ERROR" in ln and _FATAL.search(ln)]
+    fatal = [ln.strip() for ln in lines if "ERROR" in ln and (_FATAL.search(ln) or _VENDOR.search(ln))]
     other = [ln.strip() for ln in lines if "ERROR" in ln and "failed" in ln.lower() and ln.strip() not in fatal]
     return coverage, rejected, fatal + other
