@@ -35,11 +35,16 @@ def export_model(model: str, out: str | Path, prefill_len: int = 64, cache_len: 
                  hadamard: bool = True, smooth_alpha: float = 0.0, overwrite: bool = False):
     """FP32 embedder and main in the NPU layout, the tokenizer and manifest.json. Use it to start a folder by hand
     (then calibrate_model, quantize_model, ...); `run_lab` does it for you."""
-    from quantlab.export import ExportConfig, export_model as export
-    from quantlab.models import load_model
+    from quantlab.layout import ExportConfig
+    from quantlab.models.registry import check_spec
 
+    # Bad input is reported before the export libraries load (and print their import-time notices).
+    check_spec(model)
     config = _config(ExportConfig, prefill_len=prefill_len, cache_len=cache_len, smooth_alpha=smooth_alpha,
                      rotate=rotate, hadamard=hadamard)
+    from quantlab.export import export_model as export
+    from quantlab.models import load_model
+
     return export(load_model(model), Path(out), config, overwrite=overwrite)
 
 

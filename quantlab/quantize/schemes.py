@@ -50,7 +50,7 @@ SHIPPED: dict[str, Shipped] = {
                             "276 MB; weights-only error (KL 0.005); not for the NPU"),
 }
 # What the lab builds unless told otherwise.
-DEFAULT_SCHEMES = ("int8", "int16_w8")
+DEFAULT_SCHEMES = ("int8", "int16_w8", "int16_w4")
 SEARCHED = re.compile(r"^a16(_a8-(?P<groups>[a-z_]+?(\+[a-z_]+?)*))?(_w4-(?P<w4>[a-z_]+(\+[a-z_]+)*))?$")
 GRAMMAR = "a shipped name ({}), a searched name a16_a8-<group>+... (groups: {}), or a recipe .json file"
 

@@ -23,18 +23,21 @@ M = LAB_MODEL
 def test_layout_and_manifest(lab):
     names = {p.name for p in lab.iterdir()}
     for f in (f"{M}_embedder_fp32.tflite", f"{M}_embedder_int8.tflite", f"{M}_main_fp32.tflite",
-              f"{M}_main_int8.tflite", f"{M}_main_int16_w8.tflite", f"{M}_main_int8_aot_sm8750.tflite",
+              f"{M}_main_int8.tflite", f"{M}_main_int16_w8.tflite", f"{M}_main_int16_w4.tflite",
+              f"{M}_main_int8_aot_sm8750.tflite", f"{M}_main_int16_w4_aot_sm8750.tflite",
               f"{M}_main_int16_w8_aot_sm8750.tflite", f"{M}_fp32.litertlm", f"{M}_int16_w8.litertlm",
               f"{M}_int16_w8_aot_sm8750.litertlm", "calibration.json", "manifest.json", "report.md", "report.html",
               "tokenizer"):
         assert f in names, f
     data = manifest.load(lab)
     assert data.format_version == manifest.FORMAT_VERSION and data.versions["litert-torch"] == "0.10.0"
-    for v in ("fp32", "int8", "int16_w8"):
+    for v in ("fp32", "int8", "int16_w8", "int16_w4"):
         a = data.artifacts[v]
         assert a.metrics.perplexity > 0 and a.metrics.speed["decode_tokens_per_s"] > 0
         assert a.check.violations == []
     assert data.artifacts["int8"].compiled["SM8750"].coverage["decode"]["partitions"] == 1
+    assert data.artifacts["int16_w4"].compiled["SM8750"].fully_offloaded  # the default 4-bit scheme compiles whole
+    assert data.artifacts["int16_w4"].bytes < 0.75 * data.artifacts["int16_w8"].bytes
     assert data.artifacts["int8_aot_sm8750"].source == "int8"
     assert set(data.timings) >= {"export", "calibrate", "quantize", "check", "compile", "bundle", "evaluate"}
     # every uncompiled bundle was scored through LiteRT-LM, next to quantlab's own runtime (same tokens)
@@ -143,7 +146,9 @@ def test_every_option_reruns_exactly_the_stages_that_read_it(lab, tmp_path):
             continue
         planned = Lab(base.replace(**{field: value})).plan()
         if field == "analyze":  # nothing stale, but the searched variant's step is no longer planned
-            assert planned.stale_stages() == set() and len(planned.steps["quantize"]) == 3, planned.steps
+            # the embedder's step and one per scheme
+            assert planned.stale_stages() == set() and len(planned.steps["quantize"]) == 1 + len(base.schemes), \
+                planned.steps
             continue
         if expected == "fewer":
             assert planned.stale_stages() == set() and not planned.steps["bundle"], planned.steps
