@@ -156,9 +156,12 @@ def build_bundle(folder: str | Path, variant: str, soc: str | None = None, overw
 
 
 def generate_text(folder: str | Path, prompt: str, variant: str = "fp32", max_new_tokens: int = 32,
-                  temperature: float = 0.0, top_k: int = 0, seed: int = 0, threads: int | None = None):
+                  temperature: float = 0.0, top_k: int = 0, seed: int = 0, threads: int | None = None,
+                  backend: str = "cpu", soc: str = "SM8750"):
     """Text from any variant of a folder through quantlab's host runtime (greedy by default; returns a Generation
-    with the text, tokens and speeds)."""
+    with the text, tokens and speeds). backend "cpu": LiteRT's CPU interpreter runs main; "htp-sim": main compiled
+    for `soc` runs on Qualcomm's HTP simulator (what the NPU would write; ~10-18 s per 270M token). A simulator
+    failure raises runtime.htp_sim.SimCrash naming the graph and the SoC."""
     from quantlab.errors import UserError
     from quantlab.runtime.sampling import SamplerConfig
     from quantlab.runtime.session import ArtifactSet, generate
@@ -166,7 +169,23 @@ def generate_text(folder: str | Path, prompt: str, variant: str = "fp32", max_ne
     sampler = _config(SamplerConfig, temperature=temperature, top_k=top_k, seed=seed)
     if max_new_tokens < 1:
         raise UserError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
-    return generate(ArtifactSet(Path(folder), variant, threads), prompt, max_new_tokens, sampler)
+    if backend not in ("cpu", "htp-sim"):
+        raise UserError(f"--backend must be cpu or htp-sim, got {backend!r}")
+    if backend == "cpu":
+        return generate(ArtifactSet(Path(folder), variant, threads), prompt, max_new_tokens, sampler)
+    from quantlab import layout
+    from quantlab.compile.socs import resolve_soc
+    from quantlab.evaluate.npu_sim import sim_copy
+    from quantlab.runtime.sim_server import SimMain
+
+    if variant == "fp32":
+        raise UserError("the simulator runs quantized mains; pass --variant int8, int16_w8 or another")
+    soc = resolve_soc(soc)
+    arts = ArtifactSet(Path(folder), variant, threads)
+    with SimMain(sim_copy(arts, soc), [arts.prefill_sig, layout.DECODE], soc) as main:
+        g = generate(arts, prompt, max_new_tokens, sampler, main)
+    g.backend = f"htp-sim {soc}"
+    return g
 
 
 def write_report(folder: str | Path) -> tuple[Path, Path]:

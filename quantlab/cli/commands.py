@@ -25,10 +25,17 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_generate(a: argparse.Namespace) -> int:
-    g = api.generate_text(a.dir, a.prompt, a.variant, a.max_new_tokens, a.temperature, a.top_k, a.seed, a.threads)
+    from quantlab.runtime.htp_sim import SimCrash
+
+    try:
+        g = api.generate_text(a.dir, a.prompt, a.variant, a.max_new_tokens, a.temperature, a.top_k, a.seed,
+                              a.threads, a.backend, a.soc)
+    except SimCrash as exc:  # a measured result about the compiled graph, not a failure of quantlab
+        print(f"quantlab: the HTP simulator could not run {a.variant}: {exc}", file=sys.stderr)
+        return 1
     print(a.prompt + g.text)
     tag = " (random weights)" if g.random_weights else ""
-    print(f"\n[{g.model}{tag} {a.variant}] {g.prompt_tokens} prompt tokens at {g.prefill_tps:.1f} tok/s, "
+    print(f"\n[{g.model}{tag} {a.variant}, {g.backend}] {g.prompt_tokens} prompt tokens at {g.prefill_tps:.1f} tok/s, "
           f"{len(g.tokens)} new tokens, "
           f"decode {g.decode_tps:.1f} tok/s, stop: {g.stop_reason}", file=sys.stderr)
     return 0

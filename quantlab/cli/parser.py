@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest (0 = all)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--threads", type=int, default=None, help="CPU threads for LiteRT (default: all)")
+    g.add_argument("--backend", choices=["cpu", "htp-sim"], default="cpu",
+                   help="cpu: LiteRT's CPU interpreter (default); htp-sim: the main compiled for --soc on Qualcomm's "
+                        "HTP simulator, token by token (what the NPU would write; slow: ~10-18 s per 270M token)")
+    g.add_argument("--soc", default="SM8750", help="with --backend htp-sim: the SoC to compile for (default SM8750)")
     g.set_defaults(func=cmd_generate)
 
     c = sub.add_parser("calibrate", help="run real text through the FP32 pipeline; save ranges (calibration.json)")

@@ -150,23 +150,29 @@ def run(path: Path, signature: str, samples: list[dict], soc: str = "?", timeout
     return res
 
 
-def _child(work: Path) -> None:
+def open_session(g: SimGraph, context: bytes):
+    """An onnxruntime session that runs graph `g` of a QNN context on the simulated HTP, with no CPU fallback."""
     import onnxruntime as ort
     import onnxruntime_qnn
 
-    job = json.loads((work / "job.json").read_text())
-    g = SimGraph.from_dict(job["graph"])
-    with open(job["model"], "rb") as f:
-        f.seek(g.offset)
-        context = f.read(g.size)
-    ort.register_execution_provider_library("QNN", onnxruntime_qnn.get_library_path())
+    if not any(d.ep_name == "QNN" for d in ort.get_ep_devices()):
+        ort.register_execution_provider_library("QNN", onnxruntime_qnn.get_library_path())
     so = ort.SessionOptions()
     so.log_severity_level = 3
     so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")  # every op on the simulated HTP, or fail
     so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNN"],
                                 {"backend_path": onnxruntime_qnn.get_qnn_htp_path()})
+    return ort.InferenceSession(epcontext_model(g, context).SerializeToString(), sess_options=so)
+
+
+def _child(work: Path) -> None:
+    job = json.loads((work / "job.json").read_text())
+    g = SimGraph.from_dict(job["graph"])
+    with open(job["model"], "rb") as f:
+        f.seek(g.offset)
+        context = f.read(g.size)
     t0 = time.perf_counter()
-    sess = ort.InferenceSession(epcontext_model(g, context).SerializeToString(), sess_options=so)
+    sess = open_session(g, context)
     load_s = time.perf_counter() - t0
     feeds, outs, run_s = np.load(work / "inputs.npz"), {}, []
     names = [t.name for t in g.outputs]

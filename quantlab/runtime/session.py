@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 
@@ -33,6 +33,7 @@ class Generation:
     stop_reason: str
     model: str = ""
     random_weights: bool = False
+    backend: str = "cpu"  # what ran main: "cpu" (LiteRT's interpreter) or "htp-sim SM8750" (the simulated NPU)
 
     @property
     def prefill_tps(self) -> float:
@@ -91,15 +92,25 @@ class ArtifactSet:
         ids = self.tokenizer(text, add_special_tokens=False).input_ids
         return [self.model_info.bos_token_id, *ids]
 
-    def session(self) -> "Session":
-        return Session(self)
+    def session(self, main: "MainRunner | None" = None) -> "Session":
+        """A new sequence; `main` runs the main model in place of the CPU interpreter (e.g. runtime/sim_server.py)."""
+        return Session(self, main)
+
+
+class MainRunner(Protocol):
+    """What runs main's signatures: LiteRTModel (the CPU interpreter) or SimMain (the HTP simulator)."""
+
+    def run(self, sig: str, values: dict[str, np.ndarray], raw: dict[str, np.ndarray] | None = None,
+            raw_outputs: tuple[str, ...] = ()) -> dict[str, np.ndarray]: ...
 
 
 class Session:
-    """KV caches and position for one sequence."""
+    """KV caches and position for one sequence. Tensor types come from the CPU main; `main` (default: the CPU
+    interpreter) computes, so the same chunking, caches and sampling drive any backend."""
 
-    def __init__(self, arts: ArtifactSet) -> None:
+    def __init__(self, arts: ArtifactSet, main: MainRunner | None = None) -> None:
         self.arts = arts
+        self.main = main or arts.main
         self.n_layers = arts.model_info.num_layers
         dec_in = arts.main.inputs[layout.DECODE]
         self.cache_specs = {n: dec_in[n] for n in dec_in if layout.is_cache(n)}
@@ -124,10 +135,9 @@ class Session:
     def run(self, sig: str, values: dict[str, np.ndarray], raw: dict[str, np.ndarray], n: int,
             want_logits: bool) -> np.ndarray | None:
         """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted."""
-        main = self.arts.main
         slices = tuple(layout.slice_of(c) for c in self.cache_specs)
-        out = main.run(sig, values, raw=self.as_inputs_of(sig, raw), raw_outputs=slices)
-        spec_out = main.outputs[sig]
+        out = self.main.run(sig, values, raw=self.as_inputs_of(sig, raw), raw_outputs=slices)
+        spec_out = self.arts.main.outputs[sig]
         for cache, spec in self.cache_specs.items():
             name = layout.slice_of(cache)
             self.caches[cache][:, :, self.pos : self.pos + n] = spec_out[name].convert(out[name][:, :, :n], spec)
@@ -186,9 +196,10 @@ class Session:
 
 
 def generate(arts: ArtifactSet, prompt: str, max_new_tokens: int = 32,
-             sampler: SamplerConfig = SamplerConfig()) -> Generation:
-    """Prompt → continuation, stopping at EOS, `max_new_tokens`, or a full cache."""
-    sess = arts.session()
+             sampler: SamplerConfig = SamplerConfig(), main: MainRunner | None = None) -> Generation:
+    """Prompt → continuation, stopping at EOS, `max_new_tokens`, or a full cache; `main` as in
+    `ArtifactSet.session`."""
+    sess = arts.session(main)
     ids = arts.encode(prompt)
     pick = Sampler(sampler)
     eos = set(arts.model_info.eos_token_ids)
