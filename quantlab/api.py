@@ -139,8 +139,7 @@ def simulate_npu(folder: str | Path, variant: str, soc: str = "SM8750", text: st
     from quantlab.evaluate.npu_sim import npu_agreement
     from quantlab.texts import default_eval_text
 
-    if variant == "fp32":
-        raise UserError("the simulator runs quantized mains; pass --variant int8, int16_w8 or another")
+    _check_sim_variant(variant)
     if positions < 1 or chunk < 0:
         raise UserError(f"--sim-positions must be at least 1 and --sim-chunk at least 0, got {positions}, {chunk}")
     return npu_agreement(Path(folder), variant, resolve_soc(soc), text or default_eval_text(), positions, chunk)
@@ -178,8 +177,7 @@ def generate_text(folder: str | Path, prompt: str, variant: str = "fp32", max_ne
     from quantlab.evaluate.npu_sim import sim_copy
     from quantlab.runtime.sim_server import SimMain
 
-    if variant == "fp32":
-        raise UserError("the simulator runs quantized mains; pass --variant int8, int16_w8 or another")
+    _check_sim_variant(variant)
     soc = resolve_soc(soc)
     arts = ArtifactSet(Path(folder), variant, threads)
     with SimMain(sim_copy(arts, soc), [arts.prefill_sig, layout.DECODE], soc) as main:
@@ -217,3 +215,10 @@ def _config(cls, **kwargs):
         return cls(**kwargs)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _check_sim_variant(variant: str) -> None:
+    from quantlab.errors import UserError
+
+    if variant == "fp32":
+        raise UserError("the simulator runs quantized mains; pass --variant int8, int16_w8 or another")

@@ -65,6 +65,12 @@ class SimGraph:
     inputs: list[SimTensor] = field(default_factory=list)  # a subset of the signature's (dead inputs are dropped)
     outputs: list[SimTensor] = field(default_factory=list)
 
+    def context(self, model: str | Path) -> bytes:
+        """The QNN context this graph runs from, read out of the compiled main `model`."""
+        with open(model, "rb") as f:
+            f.seek(self.offset)
+            return f.read(self.size)
+
     @classmethod
     def from_dict(cls, d: dict) -> "SimGraph":
         t = lambda xs: [SimTensor(**{**x, "shape": tuple(x["shape"])}) for x in xs]  # noqa: E731
@@ -168,9 +174,7 @@ def open_session(g: SimGraph, context: bytes):
 def _child(work: Path) -> None:
     job = json.loads((work / "job.json").read_text())
     g = SimGraph.from_dict(job["graph"])
-    with open(job["model"], "rb") as f:
-        f.seek(g.offset)
-        context = f.read(g.size)
+    context = g.context(job["model"])
     t0 = time.perf_counter()
     sess = open_session(g, context)
     load_s = time.perf_counter() - t0

@@ -113,12 +113,14 @@ def _serve(model: str, graph_dicts: dict, conn, log: str) -> None:
 
     try:
         t0 = time.perf_counter()
-        sessions = {}
+        sessions, contexts = {}, {}  # prefill and decode usually sit in one context: read it once
         for sig, d in graph_dicts.items():
             g = SimGraph.from_dict(d)
-            with open(model, "rb") as f:
-                f.seek(g.offset)
-                sessions[sig] = (g, open_session(g, f.read(g.size)))
+            key = (g.offset, g.size)
+            if key not in contexts:
+                contexts[key] = g.context(model)
+            sessions[sig] = (g, open_session(g, contexts[key]))
+        contexts.clear()
         conn.send(("ok", time.perf_counter() - t0))
     except Exception as exc:  # noqa: BLE001  (reported to the parent as a simulator failure)
         conn.send(("error", f"{type(exc).__name__}: {_first_line(exc)}"))
