@@ -40,6 +40,10 @@ def export_model(model: str, out: str | Path, prefill_len: int = 64, cache_len: 
 
     # Bad input is reported before the export libraries load (and print their import-time notices).
     check_spec(model)
+    if Path(out).exists() and not Path(out).is_dir():
+        from quantlab.errors import UserError
+
+        raise UserError(f"--out {out} is a file; pass a folder (new, or an export folder with --overwrite)")
     config = _config(ExportConfig, prefill_len=prefill_len, cache_len=cache_len, smooth_alpha=smooth_alpha,
                      rotate=rotate, hadamard=hadamard)
     from quantlab.export import export_model as export

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
+
+from quantlab.console import err
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ class Stage:
     def __enter__(self) -> "Stage":
         self._t0 = time.perf_counter()
         if not self.quiet:
-            print(f"[{self.name}] ...", file=sys.stderr, flush=True)
+            print(f"[{self.name}] ...", file=err(), flush=True)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -30,9 +31,9 @@ class Stage:
             if self.timings is not None:
                 self.timings[self.name] = round(self.seconds, 2)
             if not self.quiet:
-                print(f"[{self.name}] done in {self.seconds:.1f} s", file=sys.stderr, flush=True)
+                print(f"[{self.name}] done in {self.seconds:.1f} s", file=err(), flush=True)
 
 
 def steps(items: Iterable[T], desc: str, total: int | None = None, quiet: bool = False) -> Iterator[T]:
-    """Iterate with a tqdm bar (step count and ETA) on stderr."""
-    return iter(tqdm(items, desc=desc, total=total, disable=quiet, file=sys.stderr, leave=False, dynamic_ncols=True))
+    """Iterate with a tqdm bar (step count and ETA) on the terminal's stderr."""
+    return iter(tqdm(items, desc=desc, total=total, disable=quiet, file=err(), leave=False, dynamic_ncols=True))

@@ -149,3 +149,41 @@ def test_calibrate_negative_decode_stride(capsys, tiny_artifacts):
     _one_line_error(rc, err)
     assert "decode_stride" in err[0]
     assert (tiny_artifacts / "manifest.json").read_bytes() == before
+
+
+def test_more_bad_inputs_exit_2(capsys, tiny_artifacts, tmp_path):
+    """`export --out` naming a file, `compile --out` with two SoCs, `eval --per-op` of fp32: one line each, exit 2."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    rc, err = _run(capsys, "export", "--model", "tiny-random", "--out", str(a_file))
+    _one_line_error(rc, err)
+    assert "is a file" in err[0] and a_file.read_text() == "not a folder"
+    main = tiny_artifacts / "tiny-random_main_fp32.tflite"
+    rc, err = _run(capsys, "compile", str(main), "--soc", "SM8750", "--soc", "SM8650", "--out", str(tmp_path / "x"))
+    _one_line_error(rc, err)
+    assert "one --soc" in err[0]
+    rc, err = _run(capsys, "eval", str(tiny_artifacts), "--text", str(a_file), "--per-op")
+    _one_line_error(rc, err)
+    assert "--variant" in err[0]
+
+
+def test_standalone_command_keeps_library_output_in_the_folder_log(tiny_artifacts, tmp_path):
+    """A real process, so the libraries write to the real descriptors: LiteRT's C++ "INFO: Created TensorFlow Lite
+    XNNPACK delegate" line goes to DIR/quantlab.log, the terminal gets the text (stdout) and quantlab's own summary
+    line (stderr) only; --verbose puts the library line back on the terminal."""
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_artifacts, folder)
+    argv = [sys.executable, "-m", "quantlab.cli", "generate", str(folder), "--prompt", "Hello", "--max-new-tokens", "2"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("Hello")
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("[tiny-random (random weights) fp32, cpu]"), p.stderr
+    log = (folder / "quantlab.log").read_text()
+    assert "XNNPACK" in log and "generate" in log
+    p = subprocess.run(argv + ["--verbose"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0 and "XNNPACK" in p.stderr

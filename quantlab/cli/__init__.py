@@ -11,7 +11,9 @@ import logging
 import os
 import shlex
 import sys
+from pathlib import Path
 
+from quantlab.console import command_log, log_to_terminal
 from quantlab.errors import StepKilled, UserError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # LiteRT/absl info lines are noise for users
@@ -23,14 +25,26 @@ from quantlab.cli.parser import build_parser  # noqa: E402  (after the environme
 NOISY_LOGGERS = ("torchao", "torch", "jax", "absl", "transformers")
 
 
+def _folder(args) -> Path:
+    """The artifact folder a standalone command works in: its quantlab.log gets the libraries' output."""
+    if args.command == "export":
+        return Path(args.out)
+    if args.command in ("check", "compile"):
+        return Path(args.model).parent
+    return Path(args.dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="quantlab: %(levelname)s: %(message)s", stream=sys.stderr)
+    log_to_terminal()
     for noisy in NOISY_LOGGERS:  # their import-time notices are not the user's business (run --verbose keeps them)
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        return args.func(args)
+        if args.command in ("run", "sweep"):  # the lab keeps its own log in --out; a sweep one per lab
+            return args.func(args)
+        with command_log(_folder(args), args.verbose):
+            return args.func(args)
     except UserError as exc:
         print(f"quantlab: error: {exc}", file=sys.stderr)
         return 2

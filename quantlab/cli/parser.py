@@ -15,6 +15,7 @@ ROTATE_HELP = ("spread the K largest residual channels by a rotation before expo
 PREFILL_HELP = ("tokens per prefill call (default 64: with the 1280-slot cache the prefill attention-mask ADD stays "
                 "under the 1 MiB Qualcomm's HTP handles, LiteRT-LM #3508; 128 needs --cache-len 896 or less)")
 DESCRIPTION = "Gemma3 to LiteRT for phones: export, calibrate, quantize, check, compile, bundle, measure."
+VERBOSE_HELP = "show the libraries' own output too (by default it goes to the folder's quantlab.log only)"
 MODEL_HELP = "gemma3-270m (bundled, real weights), tiny-random, gemma3-1b-random, an HF folder or a .gguf"
 
 
@@ -62,8 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-bundle", action="store_true",
                    help="skip the .litertlm bundles (and their LiteRT-LM evaluation)")
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
-    r.add_argument("--verbose", action="store_true",
-                   help="show the libraries' own output too (by default it goes to DIR/quantlab.log only)")
+    r.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     r.set_defaults(func=cmd_run)
 
     sw = sub.add_parser("sweep", help="a grid of labs (models x schemes x SoCs) on Ray, merged into one report")
@@ -203,4 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--soc", action="append", default=None, help="bundle the variant's compiled main for this SoC")
     b.add_argument("--overwrite", action="store_true")
     b.set_defaults(func=cmd_bundle)
+    for name, sp in sub.choices.items():  # run has its own; sweep's labs each keep a log
+        if name not in ("run", "sweep"):
+            sp.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return p
