@@ -56,6 +56,8 @@ def test_hadamard_keeps_the_function_narrows_fc_inputs_and_undoes(tiny_model):
     assert worst <= 1e-3 * float(ref.abs().max()), f"worst |logit diff| {worst}"
     spread = _fc_input_peak_ratio(model, ids)
     assert spread < peak / 2, f"q_proj input peak/rms {peak:.1f} → {spread:.1f}"  # hidden 64: blocks of 64
+    # the replaced weights wait on disk, not in memory (the LM head's copy too: rotate untied it)
+    assert len(undo.on_disk) == len(undo.params) and all(old.numel() == 0 for _, _, old in undo.params)
     unhadamard(undo)
     unrotate(model, done)
     after = model.state_dict()
@@ -108,3 +110,22 @@ def test_export_with_hadamard_matches_torch_and_keeps_rotations_int16(tiny_model
     rot = [o for o in fcs if any(HADAMARD in t.name for t in o.outputs)]
     assert rot and all(o.inputs[0].dtype == "INT16" for o in rot), [o.inputs[0].dtype for o in rot]
     assert any(o.inputs[0].dtype == "INT8" for o in fcs)
+
+
+def test_hadamard_keeps_a_tied_embedding_table_in_memory(tiny_model):
+    """Without the residual rotation the LM head is the embedding table: its fold makes a new Parameter and the
+    table (which the embedder export still reads) stays in memory, untouched; the rest goes to disk and comes back."""
+    import copy
+
+    model = copy.deepcopy(tiny_model.model)
+    assert model.lm_head.weight is model.model.embed_tokens.weight
+    table = model.model.embed_tokens.weight.detach().clone()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    undo = hadamard_fcs(model)
+    assert torch.equal(model.model.embed_tokens.weight, table)
+    assert model.lm_head.weight is not model.model.embed_tokens.weight
+    assert len(undo.on_disk) == len(undo.params) - 1  # all but the table
+    unhadamard(undo)
+    after = model.state_dict()
+    assert not [k for k in before if not torch.equal(before[k], after[k])]
+    assert model.lm_head.weight is model.model.embed_tokens.weight

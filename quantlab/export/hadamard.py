@@ -28,6 +28,10 @@ prefill) and their reshapes, 1,416 → 1,743 ops in decode.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,8 +57,8 @@ def hadamard(n: int) -> torch.Tensor:
 
 
 def block_matrix(dim: int, block: int = BLOCK) -> torch.Tensor:
-    """The dim×dim block-diagonal H that BlockHadamard(dim) applies (float64, for folding into weights); `block` caps
-    the block (a head's width, so that no block crosses heads)."""
+    """The dim×dim block-diagonal H that BlockHadamard(dim, block) applies, dense (float64; the folds apply it block
+    by block instead); `block` caps the block (a head's width, so that no block crosses heads)."""
     b = _block(dim, block)
     return torch.block_diag(*[hadamard(b)] * (dim // b))
 
@@ -74,12 +78,17 @@ class BlockHadamard(nn.Module):
 
 
 class _Undo:
-    """What `hadamard_fcs` replaced, to put back exactly: parameters, modules, norm weights zeroed in place."""
+    """What `hadamard_fcs` replaced, to put back exactly: parameters, modules, norm weights zeroed in place.
+
+    The replaced weights that nothing else in the model holds wait on disk (`offload`), not in memory: at the 1B shape
+    they are 3.2 GB (q/k/v/o, gate/up and the LM head's own copy) that the export would otherwise carry at its peak."""
 
     def __init__(self) -> None:
         self.params: list[tuple[nn.Module, str, nn.Parameter]] = []
         self.modules: list[tuple[nn.Module, str, nn.Module]] = []
         self.norms: list[tuple[nn.Module, torch.Tensor]] = []
+        self.on_disk: dict[int, tuple[Path, tuple, np.dtype]] = {}  # id(param) -> its saved bytes
+        self._dir: tempfile.TemporaryDirectory | None = None
 
     def set_weight(self, lin: nn.Module, w: torch.Tensor) -> None:
         self.params.append((lin, "weight", lin.weight))
@@ -89,13 +98,31 @@ class _Undo:
         self.modules.append((parent, name, getattr(parent, name)))
         setattr(parent, name, new)
 
+    def offload(self, model: nn.Module) -> None:
+        """Write the replaced weights no longer in `model` to a temporary folder and free their memory."""
+        live = {id(p) for p in model.parameters()}
+        self._dir = tempfile.TemporaryDirectory(prefix="quantlab-hadamard-")
+        for i, (_, _, old) in enumerate(self.params):
+            if id(old) in live or id(old) in self.on_disk:
+                continue  # still used (a tied embedding table): stays where it is
+            path, values = Path(self._dir.name) / f"{i}.bin", old.data.contiguous().numpy()
+            values.tofile(path)
+            self.on_disk[id(old)] = (path, values.shape, values.dtype)
+            old.data = torch.empty(0, dtype=old.dtype)
+
     def restore(self) -> None:
         for norm, w in reversed(self.norms):
             norm.weight.copy_(w)
         for parent, name, old in reversed(self.modules):
             setattr(parent, name, old)
         for lin, name, old in reversed(self.params):
+            if id(old) in self.on_disk:
+                path, shape, dtype = self.on_disk.pop(id(old))
+                old.data = torch.from_numpy(np.fromfile(path, dtype=dtype).reshape(shape))
             setattr(lin, name, old)
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
 
 def _core(norm: nn.Module) -> nn.Module:
@@ -124,14 +151,24 @@ def _rotate_input(parent: nn.Module, name: str, dim: int, undo: _Undo) -> None:
                                            getattr(norm, "saved", None)))
 
 
-def _fold(lin: nn.Linear, undo: _Undo, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> None:
-    """lin.weight ← rows · W · cols (float64, so the fold adds no float32 error of its own beyond the final cast)."""
-    w = lin.weight.detach().double()
-    if rows is not None:
-        w = rows @ w
-    if cols is not None:
-        w = w @ cols
-    undo.set_weight(lin, w)
+def _fold(lin: nn.Linear, undo: _Undo, rows: int | None = None, cols: int | None = None) -> None:
+    """lin.weight ← H_rows · W · H_cols, each H block-diagonal Hadamard with blocks of the size given (float64, so the
+    fold adds no float32 error of its own beyond the final cast). Applied block by block, in pieces of ~16 M entries:
+    no dense d×d product, no float64 copy of a 1B LM head."""
+    w = lin.weight.detach()
+    out = torch.empty_like(w)
+    h_rows = hadamard(rows) if rows else None
+    h_cols = hadamard(cols) if cols else None
+    step = max(rows or 1, (1 << 24) // w.shape[1] // (rows or 1) * (rows or 1))  # whole row blocks per piece
+    for i in range(0, w.shape[0], step):
+        piece = w[i : i + step].double()
+        n = piece.shape[0]
+        if h_rows is not None:
+            piece = (h_rows @ piece.reshape(n // rows, rows, -1)).reshape(n, -1)
+        if h_cols is not None:
+            piece = (piece.reshape(n, -1, cols) @ h_cols).reshape(n, -1)
+        out[i : i + step] = piece
+    undo.set_weight(lin, out)
 
 
 @torch.no_grad()
@@ -140,16 +177,16 @@ def hadamard_fcs(hf_model: nn.Module) -> _Undo:
     Gemma3 text model, in place (after `rotate`, if any); returns the handle `unhadamard` takes. Same function."""
     cfg = hf_model.config
     d_model, d_head = cfg.hidden_size, cfg.head_dim
-    h_model = block_matrix(d_model)
+    h_model = _block(d_model)  # block sizes of each block-diagonal H
     per_head = _block(d_head)  # V is rotated per head (attention mixes positions, not heads): no block crosses heads
-    h_q = block_matrix(cfg.num_attention_heads * d_head, per_head)
-    h_kv = block_matrix(cfg.num_key_value_heads * d_head, per_head)
+    h_q = _block(cfg.num_attention_heads * d_head, per_head)
+    h_kv = _block(cfg.num_key_value_heads * d_head, per_head)
     # q/k: blocks of at most half a head. Behind k_norm with one KV head the decode tensor is [1, 1, 1, d], and
     # litert-torch 0.10 fails on a fully-connected op right behind the norm composite at that shape or at [1, 1, d]
     # ("'tfl.batch_matmul' op found invalid output rank, expected 3 but got 4"); as [1, 2, d/2] it converts.
     head_block = _block(d_head, min(BLOCK, d_head // 2))
-    h_qk = block_matrix(cfg.num_attention_heads * d_head, head_block)
-    h_kk = block_matrix(cfg.num_key_value_heads * d_head, head_block)
+    h_qk = _block(cfg.num_attention_heads * d_head, head_block)
+    h_kk = _block(cfg.num_key_value_heads * d_head, head_block)
     undo = _Undo()
     for layer in hf_model.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
@@ -166,6 +203,7 @@ def hadamard_fcs(hf_model: nn.Module) -> _Undo:
         _rotate_output(layer, "post_attention_layernorm", d_model, undo)
     _rotate_input(hf_model.model, "norm", d_model, undo)
     _fold(hf_model.lm_head, undo, cols=h_model)  # a new Parameter: a tied embedding table keeps its own
+    undo.offload(hf_model)
     return undo
 
 
