@@ -77,7 +77,7 @@ def quantize_model(folder: str | Path, scheme: str = "int16_w8", embedder: str =
 
 
 def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM8750", tokens: int = 256,
-                  float_column: bool = False) -> dict:
+                  float_column: bool = False, exhaustive: bool = False) -> dict:
     """Sensitivity of each op group and the mixed-precision search (every candidate compiled for `soc`); saves
     analysis.json and recipes/<chosen>.json. Use it to find how much of the model can take int8 activations."""
     from quantlab.analyze.analysis import analyze
@@ -87,7 +87,7 @@ def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM875
 
     if tokens < 2:
         raise UserError(f"--tokens must be at least 2, got {tokens}")
-    return analyze(Path(folder), _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc)), tokens=tokens,
+    return analyze(Path(folder), _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc), exhaustive=exhaustive), tokens=tokens,
                    float_column=float_column)
 
 

@@ -249,6 +249,7 @@ class AnalysisRecord:
     chosen_within_tolerance: bool
     seconds: float = 0.0
     smallest: str | None = None  # the smallest compiled main within tolerance (4-bit weights where they hold)
+    skipped: list[str] = field(default_factory=list)  # candidates after an axis's first one over the tolerance
 
 
 @dataclass

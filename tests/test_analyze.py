@@ -136,3 +136,27 @@ def test_calibration_interpreters_from_file_give_aeqs_own_ranges(tiny_artifacts,
         for k in ("min", "max"):
             if k in q:
                 np.testing.assert_array_equal(ours[name][k], q[k], err_msg=name)
+
+
+def test_search_axis_stops_after_its_first_candidate_over_the_tolerance():
+    """walk_axes builds candidates in order and stops an axis at its first quantized candidate over the tolerance
+    (that one is still built); the base candidate (no group quantized) never stops the int8 axis, and `exhaustive`
+    builds all. The ratios here are made up to show the trade-off: a later candidate that would fall back under the
+    tolerance (a+b+c at 1.01) is skipped."""
+    from quantlab.analyze.search import walk_axes
+
+    int8 = [((), ()), (("a",), ()), (("a", "b"), ()), (("a", "b", "c"), ())]
+    w4 = [((), ("a",)), ((), ("a", "b"))]
+    ratio = dict(zip(int8 + w4, [1.06, 1.02, 1.07, 1.01, 1.20, 1.30]))
+    seen = []
+
+    def build(*key):
+        seen.append(key)
+        return ratio[key]
+
+    built, skipped = walk_axes([int8, w4], build, 1.05, exhaustive=False)
+    assert built == seen == [int8[0], int8[1], int8[2], w4[0]]
+    assert skipped == [int8[3], w4[1]]
+    seen.clear()
+    built, skipped = walk_axes([int8, w4], build, 1.05, exhaustive=True)
+    assert built == seen == int8 + w4 and skipped == []

@@ -138,7 +138,7 @@ def cmd_quantize(a: argparse.Namespace) -> int:
 
 
 def cmd_analyze(a: argparse.Namespace) -> int:
-    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens, a.float_column)
+    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens, a.float_column, a.full_search)
     sens, s = res["sensitivity"], res["search"]
     print(f"sensitivity on {res['tokens']} tokens of calibration-domain text, KL vs fp32 (all int16: "
           f"{sens['all_int16']['kl']:.4f}, all int8: {sens['all_int8']['kl']:.4f}); one group changed:", file=out())
@@ -151,6 +151,9 @@ def cmd_analyze(a: argparse.Namespace) -> int:
         npu = "compiles fully" if c["fully_offloaded"] else "does NOT compile fully"
         print(f"  {c['name']:45s} int8 FC weights {c['int8_weight_share']:6.1%}  ppl x{c['perplexity_ratio']:.3f}  "
               f"KL {c['kl']:.4f}  top-1 {c['top1_agreement']:.1%}  {npu}", file=out())
+    if s["skipped"]:
+        print(f"  not built (after each axis's first candidate over the tolerance; --full-search builds them): "
+              f"{', '.join(s['skipped'])}", file=out())
     if s["chosen"]:
         how = "within" if s["chosen_within_tolerance"] else "NONE within"
         print(f"chosen: {s['chosen']} ({how} perplexity x{s['tolerance']}); recipe: {a.dir}/recipes/{s['chosen']}.json",
@@ -208,7 +211,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite, analyze=not a.no_analyze,
-        tolerance=a.tolerance, search_soc=a.search_soc, smooth_alpha=a.smooth, per_op=not a.no_per_op,
+        tolerance=a.tolerance, search_soc=a.search_soc, full_search=a.full_search, smooth_alpha=a.smooth, per_op=not a.no_per_op,
         embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard, bundles=not a.no_bundle, npu_sim=a.npu_sim,
         npu_sim_positions=a.npu_sim_positions)
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html", file=out())

@@ -43,7 +43,7 @@ STAGES: tuple[Stage, ...] = (
           version=2, doc="FP32 embedder and main in the NPU layout, tokenizer, manifest"),
     Stage("calibrate", ("export",), ("calib_texts", "calib_windows"), version=2,
           doc="real text through the FP32 pipeline; ranges of every tensor"),
-    Stage("analyze", ("calibrate",), ("analyze", "tolerance", "analyze_tokens", "search_soc"), version=3,
+    Stage("analyze", ("calibrate",), ("analyze", "tolerance", "analyze_tokens", "search_soc", "full_search"), version=3,
           doc="sensitivity per op group and the mixed-precision search (every candidate compiled)"),
     Stage("quantize", ("calibrate", "analyze"), ("schemes", "embedder"), each="schemes", version=2,
           doc="each scheme (and the search's choice) with ai-edge-quantizer"),
