@@ -10,7 +10,8 @@ Each axis stops at its first candidate over the tolerance that quantizes at leas
 built, checked and compiled like the others; the larger ones after it are listed as skipped): a candidate is the one
 before it plus one more group, so it can be chosen only if adding a group lowered the error. On the 270M default run
 of 2026-12-01 every axis rose monotonically (int8: 1.023, 1.026, 1.030, 1.042, 1.053, 1.52; 4-bit: 1.135, 1.31, 1.70,
-2.56, 3.5), so the stop picks the same recipe and skips 5 of 11 candidates. `exhaustive` builds every one.
+2.56, 3.5), so the stop picks the same recipe and skips 5 of 11 candidates; measured both ways on 2026-12-02: the same
+choice, 1,542 s against 2,221 s (docs/results/2026-12-02.md). `exhaustive` builds every one.
 
 "Perplexity ratio" here is the larger of the measured ratio and exp(KL). On a few hundred tokens the measured ratio is
 noisy (it scores one sampled token per position, and can fall below 1); exp(KL) is what the ratio tends to when the
