@@ -115,6 +115,7 @@ FLIPS = {
     "tolerance": (1.2, AFTER_ANALYZE),
     "analyze_tokens": (64, AFTER_ANALYZE),
     "search_soc": ("SM8650", AFTER_ANALYZE),
+    "full_search": (True, AFTER_ANALYZE),
     "schemes": (("int8", "int16_w8", "dynamic_int8"), {"quantize", "check", "compile", "bundle", "evaluate"}),
     "embedder": ("fp32", {"quantize", "check", "compile", "bundle", "evaluate"}),
     "socs": (("SM8750", "SM8650"), {"compile", "bundle"}),
