@@ -87,8 +87,8 @@ def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM875
 
     if tokens < 2:
         raise UserError(f"--tokens must be at least 2, got {tokens}")
-    return analyze(Path(folder), _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc), exhaustive=exhaustive), tokens=tokens,
-                   float_column=float_column)
+    cfg = _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc), exhaustive=exhaustive)
+    return analyze(Path(folder), cfg, tokens=tokens, float_column=float_column)
 
 
 def check_model(model: str | Path, target: str = "litert") -> list:

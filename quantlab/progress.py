@@ -36,9 +36,10 @@ class Stage:
 
 def steps(items: Iterable[T], desc: str, total: int | None = None, quiet: bool = False) -> Iterator[T]:
     """Iterate with a tqdm bar (step count and ETA) on the terminal's stderr."""
-    return iter(tqdm(items, desc=desc, total=total, disable=quiet, file=err(), leave=False, dynamic_ncols=True))
+    return iter(bar(total, desc, quiet, items))
 
 
-def bar(total: int, desc: str, quiet: bool = False) -> tqdm:
-    """A tqdm bar to `update()` by hand (a context manager), for loops that may end before `total`."""
-    return tqdm(total=total, desc=desc, disable=quiet, file=err(), leave=False, dynamic_ncols=True)
+def bar(total: int | None, desc: str, quiet: bool = False, items: Iterable | None = None) -> tqdm:
+    """A tqdm bar on the terminal's stderr; without `items`, one to `update()` by hand (a context manager), for
+    loops that may end before `total`."""
+    return tqdm(items, desc=desc, total=total, disable=quiet, file=err(), leave=False, dynamic_ncols=True)

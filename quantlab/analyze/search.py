@@ -104,7 +104,7 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
     # Each candidate compiles (one process, one core) while the next is quantized and scored (LiteRT's threads).
     with ThreadPoolExecutor(max_workers=1) as pool, \
             bar(sum(map(len, axes)), "mixed-precision candidates", quiet) as progress:
-        _, skipped = walk_axes(axes, build, cfg.tolerance, cfg.exhaustive)
+        skipped = walk_axes(axes, build, cfg.tolerance, cfg.exhaustive)
         for c, done in zip(candidates, compiles):
             c.update(done.result())
     compiled = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"]]
@@ -121,15 +121,14 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
             "skipped": [recipe_name(16, int8, w4) for int8, w4 in skipped]}
 
 
-def walk_axes(axes: list[list[tuple]], build, tolerance: float, exhaustive: bool) -> tuple[list, list]:
+def walk_axes(axes: list[list[tuple]], build, tolerance: float, exhaustive: bool) -> list:
     """Build each axis's candidates in order (`build` returns a candidate's expected perplexity ratio); unless
     `exhaustive`, an axis stops after its first candidate over `tolerance` that quantizes a group on that axis.
-    Returns (built, skipped) candidate keys."""
-    built, skipped = [], []
+    Returns the keys of the candidates not built."""
+    skipped = []
     for axis in axes:
         for i, key in enumerate(axis):
-            built.append(key)
             if build(*key) > tolerance and any(key) and not exhaustive:
                 skipped += axis[i + 1:]
                 break
-    return built, skipped
+    return skipped

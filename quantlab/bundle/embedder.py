@@ -27,8 +27,8 @@ def bundle_embedder(src: Path, dst: Path, dtype: str, scale: float | None, zero_
     model = fbu.read_model(str(src))
     for buf in model.buffers:
         # read_model hands a buffer stored past the flatbuffer (ai-edge-quantizer's layout) over as bytes, which
-        # flatbuffers packs one byte per Python call (~130 s for the 270M's int8 table); as a numpy array it is one copy,
-        # byte for byte the same file.
+        # flatbuffers packs one byte per Python call (~130 s for the 270M's int8 table); as a numpy array it is one
+        # copy, byte for byte the same file.
         if buf.data is not None and not isinstance(buf.data, np.ndarray):
             buf.data = np.frombuffer(buf.data, dtype=np.uint8)
     code = next((i for i, oc in enumerate(model.operatorCodes)

@@ -28,8 +28,8 @@ class RunConfig:
     270M). analyze: run the mixed-precision search and build its chosen recipe as another variant (tolerance: allowed
     perplexity ratio to fp32 on calibration-domain text; analyze_tokens: tokens scored per candidate; search_soc: the
     SoC every candidate must compile for; full_search: also build the candidates after each axis's first one over the
-    tolerance, for a fuller size × accuracy table). smooth_alpha, rotate, hadamard: function-preserving transforms before
-    export (see ExportConfig). bundles: a `.litertlm` per variant and compiled main (quantlab/bundle), each
+    tolerance, for a fuller size × accuracy table). smooth_alpha, rotate, hadamard: function-preserving transforms
+    before export (see ExportConfig). bundles: a `.litertlm` per variant and compiled main (quantlab/bundle), each
     uncompiled one also scored through LiteRT-LM in the evaluate stage. npu_sim: each quantized main compiled for
     each SoC run on the QNN HTP simulator against the CPU and FP32 (opt-in: ~10 s per 270M decode call) at
     npu_sim_positions decode positions and one prefill chunk. embedder: the embedder quantized mains ship

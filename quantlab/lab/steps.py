@@ -59,7 +59,8 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
 
     if not cfg.analyze:
         return []
-    search, tokens, out = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc, exhaustive=cfg.full_search), cfg.analyze_tokens, cfg.out
+    search = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc, exhaustive=cfg.full_search)
+    tokens, out = cfg.analyze_tokens, cfg.out
 
     def run() -> dict:
         from quantlab.analyze.analysis import analyze as analyze_folder
