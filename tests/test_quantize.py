@@ -161,14 +161,14 @@ def test_dynamic_int8_keeps_float_io_int8_weights_and_fp32_top1(quantized, tmp_p
     assert agree >= 7 / 8, f"top-1 agreement {agree:.2f}; worst |logit diff| {np.abs(a - b).max():.3g}"
 
 
-def test_reference_scored_first_and_let_go_gives_the_streamed_metrics(quantized):
+def test_reference_scored_first_and_let_go_gives_the_streamed_metrics(quantized_copy):
     """evaluate() scores the reference first and drops its models (memory at the 1B scale); the metrics are exactly
     those of scoring both side by side."""
     from quantlab.evaluate.evaluator import evaluate, score
     from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer
     from quantlab.evaluate.windows import windows
 
-    folder, _ = quantized
+    folder, _ = quantized_copy
     text = default_eval_text()
     res = evaluate(folder, text, "int16_w8", "fp32", max_tokens=2 * (TINY_CACHE - 1), quiet=True)
     arts = ArtifactSet(folder, "int16_w8")
@@ -179,6 +179,46 @@ def test_reference_scored_first_and_let_go_gives_the_streamed_metrics(quantized)
         assert getattr(res, k) == pytest.approx(streamed[k], rel=1e-9), k
     cached = CachedScorer(LiteRTScorer(ArtifactSet(folder))).detach(wins)
     assert cached.inner is None and len(list(cached.chunks(wins[0]))) == len(list(LiteRTScorer(arts).chunks(wins[0])))
+
+
+def test_fp32_logits_are_stored_once_and_read_back_bit_for_bit(quantized_copy, monkeypatch):
+    """FP32's own evaluation stores its logits; a variant compared with FP32 afterwards reads them (no FP32 pass: one
+    would raise here) and gets exactly the metrics of scoring both side by side. An interrupted pass stores nothing."""
+    from quantlab.evaluate.evaluator import evaluate, score
+    from quantlab.evaluate.scorers import LiteRTScorer, StoredScorer
+    from quantlab.evaluate.stored_logits import STORE_DIR, StoredLogits
+    from quantlab.evaluate.windows import windows
+
+    folder, _ = quantized_copy
+    text, n = default_eval_text(), 2 * (TINY_CACHE - 1)
+    fp32 = ArtifactSet(folder)
+    wins = windows(fp32.encode(text)[1:][:n], fp32.model_info.bos_token_id, TINY_CACHE)
+    evaluate(folder, text, "fp32", None, max_tokens=n, decode_steps=2, quiet=True)
+    store = StoredLogits(fp32)
+    assert len(list((folder / STORE_DIR).glob("*.npy"))) == len(wins) == 2
+    for w in wins:
+        fresh = np.concatenate(list(LiteRTScorer(ArtifactSet(folder)).chunks(w)))
+        assert np.array_equal(np.concatenate(list(store.read(w, TINY_PREFILL))), fresh)
+
+    arts = ArtifactSet(folder, "int16_w8")
+    streamed, _ = score(LiteRTScorer(arts), LiteRTScorer(ArtifactSet(folder)), wins, quiet=True)
+    real_chunks = LiteRTScorer.chunks
+
+    def no_fp32_pass(self, window):
+        assert self.arts.variant != "fp32", "FP32 was run again although its logits were stored"
+        return real_chunks(self, window)
+
+    monkeypatch.setattr(LiteRTScorer, "chunks", no_fp32_pass)
+    res = evaluate(folder, text, "int16_w8", "fp32", max_tokens=n, decode_steps=2, quiet=True)
+    for k in ("perplexity", "kl", "top1_agreement", "max_abs_logit_diff", "tokens_scored"):
+        assert getattr(res, k) == streamed[k], k
+    monkeypatch.setattr(LiteRTScorer, "chunks", real_chunks)
+
+    other = [fp32.model_info.bos_token_id, *wins[0][1:][::-1]]
+    gen = StoredScorer(ArtifactSet(folder)).chunks(other)
+    next(gen)
+    gen.close()
+    assert not store.has(other) and not list((folder / STORE_DIR).glob(".*"))
 
 
 def test_quantized_mains_ship_with_the_int8_embedder(quantized, tiny_model):

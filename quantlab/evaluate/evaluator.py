@@ -10,7 +10,7 @@ import numpy as np
 from quantlab.errors import UserError
 from quantlab.manifest import Metrics
 from quantlab.evaluate.metrics import Accumulator
-from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer, Scorer, TorchScorer
+from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer, Scorer, StoredScorer, TorchScorer
 from quantlab.evaluate.speed import measure_speed_isolated
 from quantlab.procmon import peak_rss_mb
 from quantlab.evaluate.windows import windows
@@ -18,8 +18,10 @@ from quantlab.progress import steps
 from quantlab.runtime.session import ArtifactSet
 
 
-# Up to this many tokens, the reference's logits are computed first and its models let go before the variant loads
-# (1 MB per token; the lab's 1,279 tokens take 1.3 GB, against 13 GB for the 1B's FP32 main). Longer texts stream both.
+# Up to this many tokens, the reference's logits are computed first (or read from the folder's stored logits, where
+# a variant of the same folder is the reference and FP32's own evaluation stores them) and its models let go before
+# the variant loads (1 MB per token; the lab's 1,279 tokens take 1.3 GB, against 13 GB for the 1B's FP32 main).
+# Longer texts stream both and store nothing.
 DETACH_REFERENCE_TOKENS = 2048
 
 # Bumped whenever what `evaluate` measures, or how, changes; the lab re-evaluates results made by an older method.
@@ -30,7 +32,8 @@ METHOD_VERSION = 3
 
 def make_reference(reference: str | None, arts: ArtifactSet) -> Scorer | None:
     """`torch`: the PyTorch model the folder was exported from; a variant name in the same folder; or another
-    artifact folder (its fp32 main). Choose `torch` to measure export fidelity, `fp32` to measure quantization cost."""
+    artifact folder (its fp32 main). Choose `torch` to measure export fidelity, `fp32` to measure quantization cost.
+    A variant of the same folder is read from the folder's stored logits when an earlier evaluation wrote them."""
     if reference is None:
         return None
     if reference == "torch":
@@ -92,9 +95,13 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     wins = windows(ids, bos, arts.host.cache_len)
     n_tokens = sum(len(w) for w in wins)
     ref = make_reference(reference, arts)
-    if ref is not None and n_tokens <= DETACH_REFERENCE_TOKENS:
-        ref = CachedScorer(ref).detach(wins)
-    metrics, test_s = score(LiteRTScorer(arts), ref, wins, quiet)
+    detach = n_tokens <= DETACH_REFERENCE_TOKENS
+    if ref is not None and detach:
+        same_folder = isinstance(ref, LiteRTScorer) and ref.arts.folder == arts.folder
+        ref = (StoredScorer(ref.arts) if same_folder else CachedScorer(ref)).detach(wins)
+    # FP32's own pass stores its logits: the variants compared with it afterwards read them instead of rerunning it.
+    test = StoredScorer(arts, reuse=False) if variant == "fp32" and detach else LiteRTScorer(arts)
+    metrics, test_s = score(test, ref, wins, quiet)
     return Metrics(
         variant=variant, model=arts.model_info.name, random_weights=arts.model_info.random_weights,
         reference=reference, windows=len(wins), window_tokens=arts.host.cache_len, **metrics,

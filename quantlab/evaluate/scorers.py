@@ -1,7 +1,8 @@
 """Scorers yield next-token logits for a token window, chunk by chunk, so that metrics stream.
 
-`LiteRTScorer` runs an artifact through the host runtime (decode at every position). `TorchScorer` is the PyTorch (transformers) reference of the
-same weights: one forward for the window's hidden states, then the LM head chunk by chunk (the 262k-wide logits of a
+`LiteRTScorer` runs an artifact through the host runtime (decode at every position); `StoredScorer` keeps what it
+yields on disk for the next comparison with the same main (stored_logits.py). `TorchScorer` is the PyTorch
+(transformers) reference of the same weights: one forward for the window's hidden states, then the LM head chunk by chunk (the 262k-wide logits of a
 whole window would take 1.3 GB).
 """
 
@@ -29,6 +30,40 @@ class LiteRTScorer:
         # Through decode, one token per call: only decode returns logits (as on the phone, where decode is what
         # picks every generated token). Chunks of the prefill length keep the chunking of TorchScorer.
         yield from self.arts.session().decode_chunks(window, self.arts.host.prefill_len)
+
+
+class StoredScorer:
+    """An artifact's logits from its folder's store (stored_logits.py) when there, otherwise computed by the runtime
+    and stored on the way. `reuse=False` always computes (a variant's own scoring, whose speed is measured) and only
+    stores. Choose it for a reference that several variants are compared with."""
+
+    def __init__(self, arts: ArtifactSet, reuse: bool = True) -> None:
+        from quantlab.evaluate.stored_logits import StoredLogits
+
+        self.inner: LiteRTScorer | None = LiteRTScorer(arts)
+        self.store, self.reuse, self.rows, self.name = StoredLogits(arts), reuse, arts.host.prefill_len, arts.variant
+
+    def chunks(self, window: list[int]) -> Iterator[np.ndarray]:
+        if self.reuse and self.store.has(window):
+            yield from self.store.read(window, self.rows)
+            return
+        if self.store.has(window):
+            yield from self.inner.chunks(window)
+            return
+        with self.store.writer(window) as put:
+            for chunk in self.inner.chunks(window):
+                put(chunk)
+                yield chunk
+
+    def detach(self, wins: list[list[int]]) -> "StoredScorer":
+        """Store every window not stored yet, then let go of the runtime (as CachedScorer.detach, but on disk: the
+        logits are read back memory-mapped instead of held, 1 MB per token)."""
+        for w in wins:
+            if not self.store.has(w):
+                for _ in self.chunks(w):
+                    pass
+        self.inner = None
+        return self
 
 
 class CachedScorer:
