@@ -221,6 +221,35 @@ def test_fp32_logits_are_stored_once_and_read_back_bit_for_bit(quantized_copy, m
     assert not store.has(other) and not list((folder / STORE_DIR).glob(".*"))
 
 
+def test_4bit_weights_scored_through_their_int8_copy_give_the_same_logits(quantized_copy):
+    """The scorers' copy of a 4-bit main (runtime/widen_int4.py) holds no 4-bit tensor, and decode over a window gives
+    the 4-bit file's logits bit for bit (tolerance: none); a main without 4-bit weights is scored as it is."""
+    import copy
+
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    from quantlab.runtime.litert_model import LiteRTModel
+    from quantlab.runtime.widen_int4 import scoring_copy, unpack_int4
+
+    assert unpack_int4(np.array([0x21, 0xF8, 0x07], np.uint8), 5).tolist() == [1, 2, -8, -1, 7]
+    folder, _ = quantized_copy
+    quantize(folder, "int16_w4", quiet=True)
+    arts = ArtifactSet(folder, "int16_w4")
+    src = arts.path("int16_w4")
+    widened = scoring_copy(src, folder / "widened.tflite")
+    assert widened != src
+    types = [t.type for sg in fbu.read_model(str(widened)).subgraphs for t in sg.tensors]
+    assert fb.TensorType.INT4 not in types and fb.TensorType.INT8 in types
+    ids = arts.encode(default_eval_text())[: TINY_CACHE // 2]
+    original = np.concatenate(list(arts.session().decode_chunks(ids, TINY_PREFILL)))
+    wide = copy.copy(arts)
+    wide.main = LiteRTModel(widened)
+    assert np.array_equal(np.concatenate(list(wide.session().decode_chunks(ids, TINY_PREFILL))), original)
+    w8 = ArtifactSet(folder, "int16_w8").path("int16_w8")
+    assert scoring_copy(w8, folder / "unused.tflite") == w8 and not (folder / "unused.tflite").exists()
+
+
 def test_quantized_mains_ship_with_the_int8_embedder(quantized, tiny_model):
     """The embedding table at int8, one scale per row: about a quarter of the float file, and every embedding within half a
     quantization step of the FP32 embedder's (step = the row's largest |value| / 127, Gemma3's sqrt(hidden) scaling

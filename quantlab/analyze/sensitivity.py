@@ -22,6 +22,7 @@ from quantlab.progress import steps
 from quantlab.quantize.quantizer import quantize_to
 from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.session import ArtifactSet
+from quantlab.runtime.widen_int4 import scoring_copy
 
 
 @dataclass
@@ -52,9 +53,13 @@ class Bench:
         t0 = time.perf_counter()
         quantize_to(self.fp32_path, recipe, self.qsvs, out)
         arts = copy.copy(self.fp32)  # same tokenizer and embedder, another main
-        arts.main, arts.variant = LiteRTModel(out, arts.num_threads), out.stem
+        # 4-bit weights are scored through their int8-stored copy: the same logits, ~3x faster on the CPU
+        scored = scoring_copy(out, self.folder / ".analyze-scoring.tflite")
+        arts.main, arts.variant = LiteRTModel(scored, arts.num_threads), out.stem
         metrics, _ = score(LiteRTScorer(arts), self.reference, [self.window], quiet=True)
         del arts
+        if scored != out:
+            scored.unlink()
         return {"kl": metrics["kl"], "top1_agreement": metrics["top1_agreement"], "perplexity": metrics["perplexity"],
                 "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
 

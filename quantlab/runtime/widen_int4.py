@@ -1,0 +1,52 @@
+"""A copy of a main whose 4-bit weights are stored as int8 holding the same values: faster to score on this CPU.
+
+LiteRT's CPU kernels for 4-bit weights under 16-bit activations unpack the packed nibbles into int8 at every call,
+then run the int16 × int8 kernel; on the 270M that makes decode about 3× slower than the int8-weight main of the same
+size. Unpacking once, ahead of time, gives the kernel the same int8 values, scales and zero points, so the logits are
+the same bit for bit (tests/test_quantize.py checks it on every 4-bit layout the lab builds; bench/widen_int4_bench.py
+on the 270M). Only the scorers use the copy: sizes, checks, compiles, bundles and the speed figures are the
+artifact's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
+    """LiteRT's dense int4 layout (two values per byte, the first in the low nibble) as int8 values."""
+    b = np.asarray(packed, np.uint8)
+    low = ((b & 0x0F).astype(np.int16) ^ 8) - 8
+    high = ((b >> 4).astype(np.int16) ^ 8) - 8
+    return np.stack([low, high], axis=-1).reshape(-1)[:count].astype(np.int8)
+
+
+def scoring_copy(src: Path, dst: Path) -> Path:
+    """`dst` holding `src` with every 4-bit constant tensor stored as int8 (same values and quantization), or `src`
+    itself when it has no 4-bit tensor or has one whose quantization is not per-tensor or per-channel (a blockwise
+    one: the int8 kernel would not read its scales)."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils as fbu
+
+    model = fbu.read_model(str(src))
+    int4 = [t for sg in model.subgraphs for t in sg.tensors if t.type == fb.TensorType.INT4]
+    if not int4 or any(t.quantization is None or t.quantization.details is not None for t in int4):
+        return Path(src)
+    for buf in model.buffers:  # as in bundle/embedder.py: numpy buffers are written in one copy, bytes byte by byte
+        if buf.data is not None and not isinstance(buf.data, np.ndarray):
+            buf.data = np.frombuffer(buf.data, dtype=np.uint8)
+    done: set[int] = set()
+    for t in int4:
+        buf = model.buffers[t.buffer]
+        if buf.data is None or not len(buf.data):
+            return Path(src)  # a 4-bit tensor computed at run time: nothing to unpack ahead of time
+    for t in int4:
+        t.type = fb.TensorType.INT8
+        if t.buffer not in done:  # a buffer the signatures share is widened once
+            buf = model.buffers[t.buffer]
+            buf.data = unpack_int4(buf.data, int(np.prod(t.shape))).view(np.uint8)
+            done.add(t.buffer)
+    fbu.write_model(model, str(dst))
+    return Path(dst)
