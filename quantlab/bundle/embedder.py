@@ -11,9 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
-
-from quantlab import layout
+from quantlab import layout, tflite_file
 
 
 def bundle_embedder(src: Path, dst: Path, dtype: str, scale: float | None, zero_point: int = 0) -> Path:
@@ -24,13 +22,7 @@ def bundle_embedder(src: Path, dst: Path, dtype: str, scale: float | None, zero_
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
-    model = fbu.read_model(str(src))
-    for buf in model.buffers:
-        # read_model hands a buffer stored past the flatbuffer (ai-edge-quantizer's layout) over as bytes, which
-        # flatbuffers packs one byte per Python call (~130 s for the 270M's int8 table); as a numpy array it is one
-        # copy, byte for byte the same file.
-        if buf.data is not None and not isinstance(buf.data, np.ndarray):
-            buf.data = np.frombuffer(buf.data, dtype=np.uint8)
+    model = tflite_file.read(src)  # buffers as numpy arrays: one copy each when written back
     code = next((i for i, oc in enumerate(model.operatorCodes)
                  if fbu.get_builtin_code_from_operator_code(oc) == fb.BuiltinOperator.QUANTIZE), None)
     if code is None:
@@ -56,5 +48,4 @@ def bundle_embedder(src: Path, dst: Path, dtype: str, scale: float | None, zero_
             sg.operators.append(op)
             sg.outputs = [len(sg.tensors) - 1 if i == tm.tensorIndex else i for i in sg.outputs]
             tm.tensorIndex = len(sg.tensors) - 1
-    fbu.write_model(model, str(dst))
-    return Path(dst)
+    return tflite_file.write(model, dst)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from quantlab import tflite_file
+
 
 def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
     """LiteRT's dense int4 layout (two values per byte, the first in the low nibble) as int8 values."""
@@ -28,15 +30,11 @@ def scoring_copy(src: Path, dst: Path) -> Path:
     itself when it has no 4-bit tensor or has one whose quantization is not per-tensor or per-channel (a blockwise
     one: the int8 kernel would not read its scales)."""
     from ai_edge_litert import schema_py_generated as fb
-    from ai_edge_litert.tools import flatbuffer_utils as fbu
 
-    model = fbu.read_model(str(src))
+    model = tflite_file.read(src)
     int4 = [t for sg in model.subgraphs for t in sg.tensors if t.type == fb.TensorType.INT4]
     if not int4 or any(t.quantization is None or t.quantization.details is not None for t in int4):
         return Path(src)
-    for buf in model.buffers:  # as in bundle/embedder.py: numpy buffers are written in one copy, bytes byte by byte
-        if buf.data is not None and not isinstance(buf.data, np.ndarray):
-            buf.data = np.frombuffer(buf.data, dtype=np.uint8)
     done: set[int] = set()
     for t in int4:
         buf = model.buffers[t.buffer]
@@ -48,5 +46,4 @@ def scoring_copy(src: Path, dst: Path) -> Path:
             buf = model.buffers[t.buffer]
             buf.data = unpack_int4(buf.data, int(np.prod(t.shape))).view(np.uint8)
             done.add(t.buffer)
-    fbu.write_model(model, str(dst))
-    return Path(dst)
+    return tflite_file.write(model, dst)
