@@ -43,7 +43,12 @@ def test_recipe_groups_land_on_the_ops_they_name(quantized):
     # the shipped plain recipes: int16_w8 has no int8 FC input, int8 has all
     assert int8_fc_share(folder / "tiny-random_main_int16_w8.tflite") == 0.0
     assert int8_fc_share(folder / "tiny-random_main_int8.tflite") == pytest.approx(1.0)
+    # the same recipe and ranges give the same file (the search reuses a sensitivity row's scores on that ground)
+    again = folder / "scratch_attn_o_again.tflite"
+    quantize_to(fp32, build_recipe(16, {"attn_o": 8}), load_ranges(folder)[0], again)
+    assert again.read_bytes() == out.read_bytes()
     out.unlink()
+    again.unlink()
 
 
 def test_smoothing_keeps_the_function_and_the_embedder(tiny_model):

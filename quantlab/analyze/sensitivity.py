@@ -7,6 +7,7 @@ never looks at the evaluation text. The FP32 logits are computed once and kept i
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +47,19 @@ class Bench:
         self.reference = CachedScorer(LiteRTScorer(ArtifactSet(self.folder, "fp32"))).detach([self.window])
         self.fp32.embedder  # loaded once here, so every candidate's shallow copy shares it
         self.tmp = self.folder / ".analyze-candidate.tflite"
+        self._scored: dict[str, dict] = {}  # recipe (JSON) → its scores
 
     def measure(self, recipe: list[dict], path: Path | None = None) -> dict:
-        """Quantize with `recipe` (into `path`, default a scratch file) and score it against FP32."""
+        """Quantize with `recipe` (into `path`, default a scratch file) and score it against FP32. A recipe measured
+        before is quantized again (the search compiles the file) but not scored again: the same recipe and ranges
+        give the same file, so the same scores. The search's first candidate on each axis is a sensitivity row."""
         out = path or self.tmp
         t0 = time.perf_counter()
         quantize_to(self.fp32_path, recipe, self.qsvs, out)
+        key = json.dumps(recipe, sort_keys=True)
+        if key in self._scored:
+            return {**self._scored[key], "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1),
+                    "scores_reused": True}
         arts = copy.copy(self.fp32)  # same tokenizer and embedder, another main
         # 4-bit weights are scored through their int8-stored copy: the same logits, ~3x faster on the CPU
         scored = scoring_copy(out, self.folder / ".analyze-scoring.tflite")
@@ -60,8 +68,8 @@ class Bench:
         del arts
         if scored != out:
             scored.unlink()
-        return {"kl": metrics["kl"], "top1_agreement": metrics["top1_agreement"], "perplexity": metrics["perplexity"],
-                "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
+        self._scored[key] = {k: metrics[k] for k in ("kl", "top1_agreement", "perplexity")}
+        return {**self._scored[key], "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
 
     def fp32_perplexity(self) -> float:
         metrics, _ = score(self.reference, None, [self.window], quiet=True)

@@ -59,6 +59,12 @@ def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
     # every op group has a row, each measured (KL is a real number, not a placeholder)
     assert {r.group for r in a.rows} >= {"attention", "norms", "lm_head", "mlp_down"}
     assert all(r.kl_8 > 0 for r in a.rows)
+    # each axis's first candidate is a sensitivity row: its scores are the row's, not measured twice
+    raw = json.loads((lab / "analysis.json").read_text())
+    cands = {c["name"]: c for c in raw["search"]["candidates"]}
+    first8, rows = cands["a16_a8-" + a.order[0]], {r.group: r for r in a.rows}
+    assert first8["scores_reused"] and first8["kl"] == rows[a.order[0]].kl_8
+    assert cands["a16"]["scores_reused"] and cands["a16"]["kl"] == a.all_int16["kl"]
     # the saved recipe file is the searched scheme itself (same name, same recipe)
     saved = parse(str(lab / "recipes" / f"{a.chosen}.json"))
     assert saved == parse(a.chosen) and saved.origin == "searched"
