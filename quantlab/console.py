@@ -41,8 +41,17 @@ class _Err:
 
 
 def log_to_terminal(level: int = logging.WARNING) -> None:
-    """quantlab's own log records ("quantlab: WARNING: ...") go to the terminal; libraries' to the log file."""
-    logging.basicConfig(level=level, format="quantlab: %(levelname)s: %(message)s", stream=_Err())
+    """quantlab's own log records ("quantlab: WARNING: ...") go to the terminal; other libraries' records (LiteRT-LM
+    warns through the root logger) to the process's stderr: the log file inside quiet(), the terminal with --verbose."""
+    ours = logging.getLogger("quantlab")
+    if not any(getattr(h, "quantlab_terminal", False) for h in ours.handlers):
+        handler = logging.StreamHandler(_Err())
+        handler.setFormatter(logging.Formatter("quantlab: %(levelname)s: %(message)s"))
+        handler.quantlab_terminal = True
+        ours.addHandler(handler)
+        ours.propagate = False
+    ours.setLevel(level)
+    logging.basicConfig(level=level, format="%(name)s: %(levelname)s: %(message)s")
 
 
 def _to_terminal(stream: TextIO, fd: int) -> tuple[TextIO, bool]:

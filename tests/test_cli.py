@@ -167,6 +167,30 @@ def test_more_bad_inputs_exit_2(capsys, tiny_artifacts, tmp_path):
     assert "--variant" in err[0]
 
 
+def test_library_log_records_go_to_the_log_file_and_quantlabs_to_the_terminal(tmp_path):
+    """A library warning through Python's logging (LiteRT-LM warns through the root logger when it scores a bundle)
+    lands in the log file; quantlab's own warning reaches the terminal. A real process: real descriptors."""
+    import subprocess
+    import sys
+
+    script = (
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "from quantlab.console import log_to_terminal, quiet\n"
+        "log_to_terminal()\n"
+        "with quiet(Path(sys.argv[1])):\n"
+        "    logging.warning('root logger: NPU backend is initialized with an empty dir')\n"
+        "    logging.getLogger('some_library').warning('library logger says')\n"
+        "    logging.getLogger('quantlab.quantize').warning('quantlab says')\n"
+    )
+    log = tmp_path / "quantlab.log"
+    p = subprocess.run([sys.executable, "-c", script, str(log)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.strip() == "quantlab: WARNING: quantlab says", p.stderr
+    text = log.read_text()
+    assert "root logger: NPU backend" in text and "some_library: WARNING: library logger says" in text
+
+
 def test_standalone_command_keeps_library_output_in_the_folder_log(tiny_artifacts, tmp_path):
     """A real process, so the libraries write to the real descriptors: LiteRT's C++ "INFO: Created TensorFlow Lite
     XNNPACK delegate" line goes to DIR/quantlab.log, the terminal gets the text (stdout) and quantlab's own summary
