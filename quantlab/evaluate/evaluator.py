@@ -104,8 +104,8 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
         ref = (StoredScorer(ref.arts) if same_folder else CachedScorer(ref)).detach(wins)
     # FP32's own pass stores its logits: the variants compared with it afterwards read them instead of rerunning it.
     test = StoredScorer(arts, reuse=False) if variant == "fp32" and detach else LiteRTScorer(arts)
-    # 4-bit weights are scored through their int8-stored copy (runtime/widen_int4.py): the same logits, ~3x faster
-    # on the CPU. The speed figures above are the artifact's own; scoring_tokens_per_s is the copy's.
+    # 4-bit weights are scored through their int8-stored copy (runtime/widen_int4.py): the same logits, 2.5x faster
+    # on the 270M. The speed figures above are the artifact's own; scoring_tokens_per_s is the copy's.
     with tempfile.TemporaryDirectory(prefix=".scoring-", dir=folder) as tmp:
         scored = scoring_copy(arts.path(variant), Path(tmp) / "scoring.tflite")
         if scored != arts.path(variant):

@@ -2,8 +2,8 @@
 
 `LiteRTScorer` runs an artifact through the host runtime (decode at every position); `StoredScorer` keeps what it
 yields on disk for the next comparison with the same main (stored_logits.py). `TorchScorer` is the PyTorch
-(transformers) reference of the same weights: one forward for the window's hidden states, then the LM head chunk by chunk (the 262k-wide logits of a
-whole window would take 1.3 GB).
+(transformers) reference of the same weights: one forward for the window's hidden states, then the LM head chunk by
+chunk (the 262k-wide logits of a whole window would take 1.3 GB).
 """
 
 from __future__ import annotations

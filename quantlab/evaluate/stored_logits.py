@@ -1,7 +1,7 @@
 """A main's next-token logits over a window, kept on disk so that the FP32 reference is scored once per text.
 
 Every quantized variant is compared with FP32 position by position (KL, top-1), which needs FP32's whole distribution
-at every position. Recomputing it cost one FP32 pass of the text per variant (~80 s for the 270M's 1,279 tokens on
+at every position. Recomputing it cost one FP32 pass of the text per variant (~107 s for the 270M's 1,279 tokens on
 this machine, about as long as scoring the variant itself). Instead, the first pass writes the logits into the
 folder's `.reference-logits/` (float32 `.npy`, 1 MB per token for Gemma3's 262k vocabulary: 1.3 GB for the lab's
 default text) and every later comparison reads them back memory-mapped: the same numbers, bit for bit.
