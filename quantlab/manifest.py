@@ -110,6 +110,7 @@ class CompileRecord:
     coverage: dict[str, dict] = field(default_factory=dict)  # signature → ops_offloaded, ops_total, partitions
     dispatch_ops: int = 0
     rejected: list[dict] = field(default_factory=list)
+    reused: bool = False  # the search's compile of the same bytes (compile/kept.py); seconds are that compile's
 
     @property
     def fully_offloaded(self) -> bool:

@@ -155,3 +155,42 @@ def test_blockwise_4bit_weights_stop_the_compile_and_check_predicts_it(tmp_path)
     assert any("Unsupported quantization type" in e for e in failed.value.errors), failed.value.errors
     assert "Unsupported quantization type" in str(failed.value)
     assert not (tmp_path / "toy_aot.tflite").exists()
+
+
+def test_a_main_the_search_compiled_is_taken_from_the_search_not_compiled_again(quantized, tmp_path, monkeypatch):
+    """The search keeps each candidate's compiled file (search._compiles); a later compile of the same bytes for the
+    same SoC takes it with its record and runs no compiler; another SoC or other bytes are compiled."""
+    import shutil
+
+    from quantlab.analyze import search
+    from quantlab.compile import compiler
+    from quantlab.compile.kept import KeptCompiles
+
+    folder, _ = quantized
+    int8, int16 = next(folder.glob("*_main_int8.tflite")), next(folder.glob("*_main_int16_w8.tflite"))
+    work = tmp_path / "D"
+    work.mkdir()
+    cand = work / ".analyze-candidate-0.tflite"
+    shutil.copy(int8, cand)
+    found = search._compiles(cand, "SM8750")
+    kept = KeptCompiles(work)
+    assert not cand.exists() and kept.keys() == [found["kept_compile"]]
+
+    runs = []
+    real = compiler.run_measured
+    monkeypatch.setattr(compiler, "run_measured", lambda *a, **k: runs.append(a) or real(*a, **k))
+    main = work / "m_main_int8.tflite"
+    shutil.copy(int8, main)
+    other_soc = compile_model(main, "SM8650", work / "m_aot_SM8650.tflite")
+    assert len(runs) == 1 and not other_soc.reused and kept.keys() == [found["kept_compile"]]
+    other_bytes = compile_model(int16, "SM8750", tmp_path / "int16_aot.tflite")
+    assert len(runs) == 2 and not other_bytes.reused and kept.keys() == [found["kept_compile"]]
+
+    taken = compile_model(main, "SM8750", work / "m_aot_SM8750.tflite")
+    assert len(runs) == 2 and taken.reused and kept.keys() == [] and not kept.dir.exists()
+    assert taken.coverage == found["coverage"] and taken.bytes == found["compiled_bytes"]
+    assert taken.fully_offloaded and taken.dispatch_ops == 2 and taken.record().reused
+    # The taken file is what the compiler makes of these bytes: a fresh compile gives the same bytes.
+    fresh = compile_model(main, "SM8750", tmp_path / "fresh.tflite")
+    assert len(runs) == 3 and not fresh.reused
+    assert fresh.path.read_bytes() == taken.path.read_bytes()

@@ -30,7 +30,9 @@ from pathlib import Path
 from quantlab.quantize.groups import FC_GROUPS, build_recipe, recipe_name, weight_share
 from quantlab.analyze.sensitivity import Bench
 from quantlab.check.qnn_rules import check_qnn
+from quantlab import manifest
 from quantlab.compile.compiler import CompileFailed, compile_model
+from quantlab.compile.kept import KeptCompiles, compile_key
 from quantlab.progress import bar
 
 
@@ -58,13 +60,16 @@ class SearchConfig:
 
 
 def _compiles(path: Path, soc: str) -> dict:
-    """QNN rule check and a real compile into a scratch folder; returns what the table needs. Deletes `path`."""
+    """QNN rule check and a real compile; returns what the table needs. The compiled file is kept (compile/kept.py)
+    until the search has chosen, so that the compile stage need not compile the chosen recipe again. Deletes `path`."""
     violations = check_qnn(path)
     try:
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".analyze-compile-") as tmp:
+            key = compile_key(path, soc, True)
             res = compile_model(path, soc, Path(tmp) / "candidate_aot.tflite")
+            KeptCompiles(path.parent).put(key, res.path, manifest.to_dict(res.record()))
             return {"qnn_rule_violations": len(violations), "fully_offloaded": res.fully_offloaded,
-                    "coverage": res.coverage, "compiled_bytes": res.bytes}
+                    "coverage": res.coverage, "compiled_bytes": res.bytes, "kept_compile": key}
     except CompileFailed as exc:
         return {"qnn_rule_violations": len(violations), "fully_offloaded": False, "coverage": {},
                 "compile_error": str(exc)}
@@ -114,6 +119,11 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
               else min(ok, key=lambda c: c["kl"]) if ok else None)
     small = [c for c in compiled if c["w4_groups"] and c["expected_ratio"] <= cfg.tolerance]
     smallest = min(small, key=lambda c: (c.get("compiled_bytes") or c["bytes"], c["kl"])) if small else None
+    # Kept for the compile stage: the variants the lab builds from the search, and all-int16 (the int16_w8 scheme).
+    keep = [c for c in candidates if c is chosen or c is smallest or not (c["int8_groups"] or c["w4_groups"])]
+    KeptCompiles(bench.folder).keep_only({c["kept_compile"] for c in keep if c.get("kept_compile")})
+    for c in candidates:
+        c.pop("kept_compile", None)
     return {"order": order, "order_w4": order4, "weight_share": share, "fp32_perplexity": fp32_ppl,
             "tolerance": cfg.tolerance, "soc": cfg.soc, "candidates": candidates,
             "chosen": chosen["name"] if chosen else None, "chosen_within_tolerance": bool(within),

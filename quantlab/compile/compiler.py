@@ -8,12 +8,14 @@ of the weights in the QNN context: without it every signature stores its own.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from quantlab.atomic import atomic_path, check_writable
 from quantlab.check.graph import read_ops
+from quantlab.compile.kept import KeptCompiles, compile_key
 from quantlab.compile.log_parse import RejectedOp, parse_log
 from quantlab.compile.qnn_libs import library_path
 from quantlab.compile.socs import resolve_soc
@@ -22,6 +24,7 @@ from quantlab.manifest import CompileRecord
 from quantlab.procmon import run_measured
 
 DISPATCH_OP = "DISPATCH_OP"
+logger = logging.getLogger(__name__)
 
 
 class CompileFailed(Exception):
@@ -45,6 +48,7 @@ class CompileResult:
     coverage: dict[str, dict] = field(default_factory=dict)  # signature → ops offloaded / total / partitions
     rejected: list[RejectedOp] = field(default_factory=list)
     dispatch_ops: int = 0
+    reused: bool = False  # taken from the search's kept compiles (seconds and peak memory are that compile's)
 
     @property
     def fully_offloaded(self) -> bool:
@@ -54,7 +58,7 @@ class CompileResult:
         return CompileRecord(
             soc=self.soc, bytes=self.bytes, input_bytes=self.input_bytes, seconds=round(self.seconds, 1),
             peak_rss_mb=round(self.peak_rss_mb, 1), weight_sharing=self.weight_sharing, coverage=self.coverage,
-            dispatch_ops=self.dispatch_ops, rejected=[r.as_dict() for r in self.rejected])
+            dispatch_ops=self.dispatch_ops, rejected=[r.as_dict() for r in self.rejected], reused=self.reused)
 
 
 def _plugin_paths() -> tuple[str, str]:
@@ -66,8 +70,10 @@ def _plugin_paths() -> tuple[str, str]:
 
 
 def compile_model(model: Path, soc: str, out: Path, weight_sharing: bool = True, overwrite: bool = False,
-                  log_path: Path | None = None) -> CompileResult:
-    """Compile `model` for `soc` into `out`. Choose weight_sharing=False only to measure what it saves."""
+                  log_path: Path | None = None, reuse_kept: bool = True) -> CompileResult:
+    """Compile `model` for `soc` into `out`. Choose weight_sharing=False only to measure what it saves. A compiled
+    file the search kept for these exact bytes (kept.py) is moved to `out` instead, unless `reuse_kept` is False or a
+    log is asked for."""
     from ai_edge_litert.aot.core import common
 
     model, out = Path(model), Path(out)
@@ -76,6 +82,16 @@ def compile_model(model: Path, soc: str, out: Path, weight_sharing: bool = True,
         raise UserError(f"{model} does not exist; pass a .tflite main (e.g. DIR/<name>_main_int8.tflite)")
     read_ops(model)  # a corrupt file is a one-line UserError here, not a plugin crash
     check_writable(out, overwrite)
+    if reuse_kept and log_path is None:
+        kept = KeptCompiles(model.parent)
+        rec = kept.take(compile_key(model, soc, weight_sharing), out) if kept.dir.is_dir() else None
+        if rec is not None:
+            logger.info("%s for %s: the search's compiled file of the same bytes, not compiled again", model.name, soc)
+            return CompileResult(
+                soc=soc, path=out, bytes=out.stat().st_size, input_bytes=model.stat().st_size,
+                seconds=rec["seconds"], peak_rss_mb=rec["peak_rss_mb"], weight_sharing=weight_sharing,
+                coverage=rec["coverage"], rejected=[RejectedOp(**r) for r in rec["rejected"]],
+                dispatch_ops=rec["dispatch_ops"], reused=True)
     binary, plugin_dir = _plugin_paths()
     env = dict(os.environ, LD_LIBRARY_PATH=f"{library_path()}:{common.construct_ld_library_path()}")
     with atomic_path(out) as tmp:

@@ -72,6 +72,10 @@ def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
     # the built variant has int8 activations on exactly the share of FC weights the search said
     assert art.quantize.int8_fc_share == pytest.approx(chosen.int8_weight_share, abs=1e-3)
     assert art.compiled["SM8750"].fully_offloaded
+    # the compile stage took the search's compiled file for the chosen recipe and for int16_w8 (the search's all-int16
+    # candidate, the same bytes) instead of compiling them again; nothing is left kept
+    assert art.compiled["SM8750"].reused and data.artifacts["int16_w8"].compiled["SM8750"].reused
+    assert not data.artifacts["int8"].compiled["SM8750"].reused and not (lab / ".compiled-kept").exists()
     assert art.metrics.kl > 0 and art.check.violations == []
     md = (lab / "report.md").read_text()
     assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md and "## LiteRT-LM bundles" in md
