@@ -1,4 +1,4 @@
-"""The compile stage's compile of a main the search already compiled: compiled again (before 2026-12-03) and taken
+"""The compile stage's compile of a main the search already compiled: compiled again (before commit 1c744bf) and taken
 from the search's kept file (after).
 
     .venv/bin/python bench/kept_compile_bench.py DIR [--variant int16_w8] [--soc SM8750]

@@ -1,4 +1,4 @@
-"""The metrics of one variant against FP32 computed with numpy's float64 log-softmax (before 2026-12-03) and with
+"""The metrics of one variant against FP32 computed with numpy's float64 log-softmax (before commit 1c744bf) and with
 torch's (after), on the same logits.
 
     .venv/bin/python bench/metrics_bench.py DIR [--variant int16_w8] [--tokens 1279]
@@ -27,7 +27,7 @@ def numpy_log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 class NumpyAccumulator:
-    """The accumulator's `add` as it was before 2026-12-03 (summary() is shared)."""
+    """The accumulator's `add` as it was before commit 1c744bf (summary() is shared)."""
 
     def __init__(self) -> None:
         from quantlab.evaluate.metrics import Accumulator
