@@ -13,19 +13,16 @@ spends is the same before and after (it compiled every candidate before too); wh
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from folder_args import folder_variant_args
+
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("dir", type=Path)
-    ap.add_argument("--variant", default="int16_w8")
-    ap.add_argument("--soc", default="SM8750")
-    a = ap.parse_args()
+    a = folder_variant_args(__doc__, tokens=False, soc="SM8750")
 
     from quantlab.analyze.search import _compiles
     from quantlab.compile.compiler import compile_model

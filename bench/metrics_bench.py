@@ -11,11 +11,10 @@ difference; exits 1 if any metric differs by more than 1e-9 relative.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
+from folder_args import folder_variant_args
 
 KEYS = ("perplexity", "kl", "top1_agreement", "max_abs_logit_diff", "tokens_scored")
 
@@ -46,11 +45,7 @@ class NumpyAccumulator:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("dir", type=Path)
-    ap.add_argument("--variant", default="int16_w8")
-    ap.add_argument("--tokens", type=int, default=None, help="text tokens scored (default: the cache length - 1)")
-    a = ap.parse_args()
+    a = folder_variant_args(__doc__)
 
     from quantlab.evaluate.metrics import Accumulator
     from quantlab.evaluate.scorers import LiteRTScorer

@@ -12,21 +12,18 @@ compared variant (four in the default run) before, once in all after.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from folder_args import folder_variant_args
+
 KEYS = ("perplexity", "kl", "top1_agreement", "max_abs_logit_diff", "tokens_scored")
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("dir", type=Path)
-    ap.add_argument("--variant", default="int16_w8")
-    ap.add_argument("--tokens", type=int, default=None, help="text tokens scored (default: the cache length - 1)")
-    a = ap.parse_args()
+    a = folder_variant_args(__doc__)
 
     from quantlab.evaluate.evaluator import evaluate
     from quantlab.evaluate.stored_logits import STORE_DIR
