@@ -18,30 +18,20 @@ import hashlib
 import json
 import os
 import shutil
-from importlib import metadata
 from pathlib import Path
 
+from quantlab import manifest
 from quantlab.atomic import atomic_path
 
 KEPT_DIR = ".compiled-kept"
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def compile_key(model: Path, soc: str, weight_sharing: bool) -> str:
     """What decides the compiler's output, as one name: the input's sha256, the SoC, weight sharing, the tools."""
-    h = hashlib.sha256()
-    with open(model, "rb") as f:
-        for block in iter(lambda: f.read(1 << 24), b""):
-            h.update(block)
-    tools = f"{_version('ai-edge-litert')}|{_version('onnxruntime-qnn')}"
+    v = manifest.versions()
+    tools = f"{v['ai-edge-litert']}|{v['onnxruntime-qnn']}"
     tag = hashlib.sha256(f"{soc}|{weight_sharing}|{tools}".encode()).hexdigest()[:12]
-    return f"{h.hexdigest()[:32]}-{tag}"
+    return f"{manifest.sha256(model)[:32]}-{tag}"
 
 
 class KeptCompiles:

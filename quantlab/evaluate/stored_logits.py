@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
+from quantlab import manifest
 from quantlab.atomic import atomic_path
 from quantlab.runtime.session import ArtifactSet
 
@@ -37,7 +37,7 @@ class StoredLogits:
         main = arts.data.artifact(arts.variant).sha256
         emb = arts.data.artifact(arts.embedder_key).sha256
         self._main_tag = main[:16]
-        self._ident = [main, emb, _litert_version()]
+        self._ident = [main, emb, manifest.versions()["ai-edge-litert"]]
 
     def path(self, window: list[int]) -> Path:
         key = hashlib.sha256(json.dumps([*self._ident, list(map(int, window))]).encode()).hexdigest()[:24]
@@ -75,9 +75,3 @@ class StoredLogits:
             if not old.name.startswith(f"{self.variant}-{self._main_tag}-"):
                 old.unlink(missing_ok=True)
 
-
-def _litert_version() -> str:
-    try:
-        return metadata.version("ai-edge-litert")
-    except metadata.PackageNotFoundError:
-        return "unknown"
