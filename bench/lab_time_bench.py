@@ -2,10 +2,12 @@
 
     .venv/bin/python bench/lab_time_bench.py RUN_DIR [OTHER_RUN_DIR]
 
-Prints, for each stage, the seconds its steps took when they ran, how many steps, and the peak RSS of the processes
-they ran in; with two folders, the two side by side and their ratio. The figures are what each step measured when it
-ran (a step skipped on a re-run keeps its earlier figure), so run the lab fresh (`--overwrite` or a new --out) to time
-it; note any other heavy job that shared the machine.
+Prints, for each stage, its wall seconds in the folder's last run (steps of a stage run side by side, so this is
+what the stage cost the run; "—" where the manifest predates it), the seconds its steps took added up, how many steps,
+and the peak RSS of the processes they ran in; with two folders, the two side by side and the ratio of their stage
+times (wall where both have it, else step seconds). The figures are what each step measured when it ran (a step
+skipped on a re-run keeps its earlier figure), so run the lab fresh (`--overwrite` or a new --out) to time it; note
+any other heavy job that shared the machine.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def stages(folder: Path) -> tuple[dict[str, dict], float | None]:
         t["steps"] += 1
         t["peak_gb"] = max(t["peak_gb"], (rec.get("rss_mb") or 0) / 1e3)
     manifest = json.loads((folder / "manifest.json").read_text())
+    for stage, t in (manifest.get("timings") or {}).items():
+        if stage in out:
+            out[stage]["wall"] = t.get("wall_seconds")
     return out, manifest.get("last_run_seconds")
 
 
@@ -33,17 +38,21 @@ def main(argv: list[str]) -> int:
         return 2
     runs = [(Path(a), *stages(Path(a))) for a in argv]
     names = list(dict.fromkeys(s for _, st, _ in runs for s in st))
-    head = f"{'stage':10s}" + "".join(f" {str(f)[-28:]:>40s}" for f, _, _ in runs) + ("   ratio" if len(runs) == 2 else "")
+    head = f"{'stage':10s}" + "".join(f" {str(f)[-28:]:>46s}" for f, _, _ in runs) + ("   ratio" if len(runs) == 2 else "")
     print(head)
     for s in names:
         cells = []
         for _, st, _ in runs:
             t = st.get(s)
-            cells.append(f"{t['seconds']:9.1f} s {t['steps']:3d} steps {t['peak_gb']:5.1f} GB" if t else f"{'—':>40s}")
+            wall = f"{t['wall']:7.1f}" if t and t.get("wall") is not None else f"{'—':>7s}"
+            cells.append(f"{wall} s wall {t['seconds']:7.1f} s steps {t['steps']:3d} {t['peak_gb']:5.1f} GB" if t
+                         else f"{'—':>46s}")
         ratio = ""
-        if len(runs) == 2 and s in runs[0][1] and s in runs[1][1] and runs[0][1][s]["seconds"]:
-            ratio = f"   {runs[1][1][s]['seconds'] / runs[0][1][s]['seconds']:.2f}"
-        print(f"{s:10s}" + "".join(f" {c:>40s}" for c in cells) + ratio)
+        if len(runs) == 2 and s in runs[0][1] and s in runs[1][1]:
+            a, b = runs[0][1][s], runs[1][1][s]
+            key = "wall" if a.get("wall") and b.get("wall") else "seconds"
+            ratio = f"   {b[key] / a[key]:.2f}" if a[key] else ""
+        print(f"{s:10s}" + "".join(f" {c:>46s}" for c in cells) + ratio)
     totals = [sum(t["seconds"] for t in st.values()) for _, st, _ in runs]
     peaks = [max(t["peak_gb"] for t in st.values()) for _, st, _ in runs]
     print(f"{'all steps':10s}" + "".join(f" {t:9.1f} s (peak {p:.1f} GB){'':16s}" for t, p in zip(totals, peaks)))

@@ -15,10 +15,11 @@ when ai-edge-quantizer lets a caller pass a model path or an interpreter factory
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from pathlib import Path
 from typing import Iterator
+
+from quantlab.procmon import cores
 
 _LOCK = threading.Lock()  # one swap at a time within a process
 
@@ -45,7 +46,7 @@ def interpreters_from_file(xnnpack: bool = True, buffer_of: Path | None = None) 
         resolver = (tfl.OpResolverType.BUILTIN if use_xnnpack and xnnpack
                     else tfl.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interp = tfl.Interpreter(
-            model_path=str(path), num_threads=os.cpu_count() or 1, experimental_op_resolver_type=resolver,
+            model_path=str(path), num_threads=cores(), experimental_op_resolver_type=resolver,
             experimental_preserve_all_tensors=preserve_all_tensors,
             experimental_disable_delegate_node_fusion=disable_delegate_node_fusion,
             experimental_force_delegate_node_profiling=force_delegate_node_profiling,

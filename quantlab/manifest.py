@@ -255,7 +255,8 @@ class AnalysisRecord:
 
 @dataclass
 class StageTiming:
-    seconds: float = 0.0
+    seconds: float = 0.0  # its steps' seconds added up (each timed when it ran)
+    wall_seconds: float | None = None  # the stage's wall time in the last run (steps side by side), None if it was not run
     steps: int = 0
     peak_rss_mb: float | None = None
     ran: int = 0

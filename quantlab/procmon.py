@@ -12,6 +12,26 @@ import time
 import psutil
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity; a lab step running beside another is given one core of its
+    own). Every thread count quantlab sets (LiteRT's interpreters, torch) comes from here, not from the machine's core
+    count: two processes that each start a thread per machine core on 2 cores ran LiteRT's int16 kernels 3.7x slower
+    than one thread each (docs/results/2026-12-02.md §13)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def pin_to(cpus: set[int]) -> None:
+    """Run this process (and what it starts) on `cpus` only, with as many threads as cores: OpenMP reads
+    OMP_NUM_THREADS when torch loads, and a torch already loaded is told directly."""
+    os.sched_setaffinity(0, cpus)
+    os.environ["OMP_NUM_THREADS"] = str(len(cpus))
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(len(cpus))
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB.
 

@@ -33,6 +33,7 @@ from quantlab.check.qnn_rules import check_qnn
 from quantlab import manifest
 from quantlab.compile.compiler import CompileFailed, compile_model
 from quantlab.compile.kept import KeptCompiles, compile_key
+from quantlab.procmon import cores
 from quantlab.progress import bar
 
 
@@ -95,7 +96,10 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
         k = len(candidates)
         recipe = build_recipe(16, {g: 8 for g in int8}, weight_overrides={g: 4 for g in w4})
         path = bench.folder / f".analyze-candidate-{k}.tflite"
-        m = bench.measure(recipe, path)
+        # While the previous candidate compiles on one core, score on the other: LiteRT with a thread per core beside
+        # a busy core scored int16 at 3.2 tokens/s, one thread 6.6 (2 cores, docs/results/2026-12-02.md §13).
+        busy = any(not f.done() for f in compiles)
+        m = bench.measure(recipe, path, threads=max(1, cores() - 1) if busy else None)
         compiles.append(pool.submit(_compiles, path, cfg.soc))
         candidates.append({"name": recipe_name(16, int8, w4), "int8_groups": list(int8), "w4_groups": list(w4),
                            "int8_weight_share": sum(share[g] for g in int8),

@@ -81,9 +81,11 @@ def score(test: Scorer, ref: Scorer | None, wins: list[list[int]], quiet: bool =
 
 def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | None = None,
              max_tokens: int | None = None, decode_steps: int = 32, num_threads: int | None = None,
-             quiet: bool = False) -> Metrics:
+             quiet: bool = False, speed: bool = True) -> Metrics:
     """Measure one variant: perplexity on `text` (windows of the cache length, BOS first), KL / top-1 / worst logit
-    difference against `reference` (see make_reference), CPU speed and memory. `max_tokens` caps the text."""
+    difference against `reference` (see make_reference), CPU speed and memory. `max_tokens` caps the text.
+    `speed=False` leaves the speed run out (the lab runs it as a step of its own, alone on the machine, so that a
+    figure is never taken while another step shares the cores)."""
     arts = ArtifactSet(Path(folder), variant, num_threads)
     ids = arts.encode(text)[1:]
     if max_tokens is not None:
@@ -91,10 +93,8 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     if len(ids) < 2:
         raise UserError("the evaluation text has fewer than 2 tokens; pass a longer text")
     bos = arts.model_info.bos_token_id
-    # Speed and the runtime's memory are measured in a fresh process on one prefill chunk of the default English
-    # text (BOS + prefill_len - 1 tokens), then decode steps: comparable across variants and runs.
-    speed = measure_speed_isolated(folder, variant, arts.host.prefill_len, decode_steps, num_threads)
-    rss_runtime = speed.pop("peak_rss_mb")
+    speed_run = speed_of(folder, variant, decode_steps, num_threads) if speed else {}
+    rss_runtime = speed_run.pop("peak_rss_mb", None)
     wins = windows(ids, bos, arts.host.cache_len)
     n_tokens = sum(len(w) for w in wins)
     ref = make_reference(reference, arts)
@@ -114,5 +114,12 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     return Metrics(
         variant=variant, model=arts.model_info.name, random_weights=arts.model_info.random_weights,
         reference=reference, windows=len(wins), window_tokens=arts.host.cache_len, **metrics,
-        speed={**speed, "scoring_tokens_per_s": n_tokens / test_s if test_s else 0.0},
-        peak_rss_mb_runtime=round(rss_runtime, 1), peak_rss_mb=round(peak_rss_mb(), 1))
+        speed={**speed_run, "scoring_tokens_per_s": n_tokens / test_s if test_s else 0.0},
+        peak_rss_mb_runtime=None if rss_runtime is None else round(rss_runtime, 1), peak_rss_mb=round(peak_rss_mb(), 1))
+
+
+def speed_of(folder: Path, variant: str, decode_steps: int = 32, num_threads: int | None = None) -> dict:
+    """CPU speed and the runtime's peak RSS (`peak_rss_mb`), in a fresh process on one prefill chunk of the default
+    English text (BOS + prefill_len - 1 tokens), then decode steps: comparable across variants and runs."""
+    arts = ArtifactSet(Path(folder), variant, num_threads)
+    return measure_speed_isolated(folder, variant, arts.host.prefill_len, decode_steps, num_threads)

@@ -35,6 +35,8 @@ class RunConfig:
     npu_sim_positions decode positions and one prefill chunk. embedder: the embedder quantized mains ship
     with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
     it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
+    jobs: steps run side by side, each on cores of its own, as memory allows (lab/scheduler.py; default one per core);
+    1 runs one step at a time on every core. Changes how long the lab takes, not what it makes.
     """
 
     model: str = "gemma3-270m"
@@ -63,6 +65,7 @@ class RunConfig:
     bundles: bool = True
     npu_sim: bool = False
     npu_sim_positions: int = 32
+    jobs: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", parse_all(tuple(self.schemes) or DEFAULT_SCHEMES))
@@ -86,6 +89,8 @@ class RunConfig:
                           ("npu_sim_positions", 1)):
             if getattr(self, name) < low:
                 raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
+        if self.jobs is not None and self.jobs < 1:
+            raise UserError(f"--jobs must be at least 1, got {self.jobs}")
         if self.eval_tokens is not None and self.eval_tokens < 2:
             raise UserError(f"--eval-tokens must be at least 2, got {self.eval_tokens}")
         try:
@@ -118,7 +123,7 @@ class RunConfig:
 
 
 # Fields that change where or how the lab runs, not what it makes: in no stage's key.
-NOT_INPUTS = frozenset({"out", "overwrite"})
+NOT_INPUTS = frozenset({"out", "overwrite", "jobs"})
 
 
 def _check_model(spec: str) -> None:

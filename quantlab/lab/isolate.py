@@ -22,13 +22,63 @@ from typing import Any, Callable
 import psutil
 
 from quantlab.errors import StepKilled, UserError
-from quantlab.procmon import peak_rss_mb
+from quantlab.procmon import peak_rss_mb, pin_to
 
 
 def run_isolated(fn: Callable[[], Any], name: str) -> tuple[Any, float]:
     """(fn()'s result, the peak RSS in MB of the process that ran it)."""
+    return start_isolated(fn, name).finish()
+
+
+class Child:
+    """A step running in a forked child; `conn` becomes readable when it ends (for multiprocessing.connection.wait)."""
+
+    def __init__(self, proc, conn, name: str) -> None:
+        self.proc, self.conn, self.name = proc, conn, name
+        self.watch = _Watch(proc.pid)
+
+    def finish(self) -> tuple[Any, float]:
+        """Wait for the child; its result and peak RSS in MB (its exception raised here)."""
+        try:
+            try:
+                kind, value, peak = self.conn.recv()
+            except EOFError:
+                self.proc.join()
+                raise StepKilled(self.name, self.proc.exitcode, self.watch.peak_mb) from None
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            self.watch.stop()
+            self.conn.close()
+        self.proc.join()
+        if kind == "error":
+            raise value
+        return value, peak
+
+    def stop(self) -> None:
+        """Ctrl-C reaches the child too (same process group); give it a moment to clean up its temp files."""
+        self.proc.join(timeout=30)
+        if self.proc.is_alive():
+            self.proc.terminate()
+            self.proc.join()
+
+
+class _InProcess:
+    """Where fork is not available: the step has already run here."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.value = fn()
+
+    def finish(self) -> tuple[Any, float]:
+        return self.value, peak_rss_mb()
+
+
+def start_isolated(fn: Callable[[], Any], name: str, cpus: set[int] | None = None) -> Child:
+    """Start fn() in a forked child and return at once. `cpus`: the cores it may run on (None: this process's); every
+    thread count the step sets follows them (procmon.cores), so steps given disjoint cores never oversubscribe one."""
     if not hasattr(os, "fork"):
-        return fn(), peak_rss_mb()
+        return _InProcess(fn)  # type: ignore[return-value]
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
@@ -36,6 +86,8 @@ def run_isolated(fn: Callable[[], Any], name: str) -> tuple[Any, float]:
 
     def child() -> None:
         try:
+            if cpus:
+                pin_to(cpus)
             msg = ("ok", fn(), peak_rss_mb())
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the lab, which raises it
             if not isinstance(exc, (UserError, KeyboardInterrupt)):
@@ -49,27 +101,7 @@ def run_isolated(fn: Callable[[], Any], name: str) -> tuple[Any, float]:
     proc = ctx.Process(target=child, name=f"quantlab {name}")
     proc.start()
     send.close()
-    watch = _Watch(proc.pid)
-    try:
-        try:
-            kind, value, peak = recv.recv()
-        except EOFError:
-            proc.join()
-            raise StepKilled(name, proc.exitcode, watch.peak_mb) from None
-    except BaseException:
-        # Ctrl-C reaches the child too (same process group); give it a moment to clean up its temp files.
-        proc.join(timeout=30)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join()
-        raise
-    finally:
-        watch.stop()
-        recv.close()
-    proc.join()
-    if kind == "error":
-        raise value
-    return value, peak
+    return Child(proc, recv, name)
 
 
 class _Watch:

@@ -16,7 +16,7 @@ from quantlab.errors import UserError
 from quantlab.lab import eta
 from quantlab.lab import steps as stage_steps
 from quantlab.lab.config import RunConfig
-from quantlab.lab.isolate import run_isolated
+from quantlab.lab.scheduler import Resources, run_steps
 from quantlab.lab.stages import STAGES, ConfigView, Plan, Stage, Step, validate_order
 from quantlab.lab.state import RunState, key_of
 
@@ -29,6 +29,7 @@ class Lab:
         self.built: dict[str, Step] = {}  # every step built in this run, by name
         self.variants: list[str] = ["fp32"]
         self.timings: dict[str, dict] = {}
+        self.resources = Resources.of(cfg.jobs)
 
     # ---- what step builders read
     @property
@@ -72,18 +73,18 @@ class Lab:
                                            if not s.name.startswith("quantize:embedder_")]]
             plan.steps[stage.name] = {}
             if execute:
-                self._stage, self._todo = stage.name, [s for s in steps if not self._done(stage, s)]
+                self._stage, self._todo = stage.name, self._to_run(stage, steps)
                 self.log(f"[{i}/{len(STAGES)} {stage.name}] {len(self._todo)} of {len(steps)} step(s) to run · "
                          f"ETA {eta.clock(self._remaining())}")
-            for step in steps:
-                if not execute:
+            if not execute:
+                for step in steps:
                     status = ("upstream" if any(n in stale for n in step.needs)
                               else "unchanged" if self._done(stage, step) else "changed")
                     plan.steps[stage.name][step.name] = status
                     if status != "unchanged":
                         stale.add(step.name)
-                    continue
-                self._execute(stage, step)
+                continue
+            self._execute_stage(stage, steps)
         return plan
 
     def _prepare(self, execute: bool) -> RunState:
@@ -107,31 +108,60 @@ class Lab:
     def _done(self, stage: Stage, step: Step) -> bool:
         return self.state.done(step.name, self.key(stage, step), list(step.outputs))
 
-    def _execute(self, stage: Stage, step: Step) -> None:
-        t = self.timings.setdefault(stage.name, {"seconds": 0.0, "ran": 0, "skipped": 0})
-        key = self.key(stage, step)
-        if self.state.done(step.name, key, list(step.outputs)):
-            t["skipped"] += 1
-        else:
-            t0 = time.perf_counter()
-            result, peak_mb = run_isolated(step.run, step.name)
+    def _execute_stage(self, stage: Stage, steps: list[Step]) -> None:
+        """Skipped steps record first (the manifest may have been rewritten upstream), in order; the rest run side by
+        side where cores and memory allow (scheduler.py). Each step's result is recorded as it ends, so Ctrl-C or a
+        failure keeps every finished step."""
+        t = self.timings.setdefault(stage.name, {"seconds": 0.0, "ran": 0, "skipped": 0, "step_seconds": 0.0})
+        todo = self._to_run(stage, steps)
+        for step in steps:
+            if step not in todo:
+                t["skipped"] += 1
+                if step.record is not None:
+                    step.record(self.state.result(step.name))
+        t0 = time.perf_counter()
+
+        def done(step: Step, result: Any, peak_mb: float, secs: float) -> None:
             if step.name == "export":
                 result = {**result, "model": self.cfg.digest("model")}
-            secs = time.perf_counter() - t0
-            t["seconds"] += secs
+            t["step_seconds"] += secs
             t["ran"] += 1
-            self.state.record(step.name, key, secs, result, rss_mb=round(peak_mb, 1))
+            self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1))
             self._todo = [s for s in self._todo if s.name != step.name]
             self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · elapsed "
                      f"{eta.clock(time.perf_counter() - self._t0)} · ETA {eta.clock(self._remaining())}")
-        if step.record is not None:  # also when skipped: the manifest may have been rewritten upstream
-            step.record(self.state.result(step.name))
+            if step.record is not None:
+                step.record(self.state.result(step.name))
+
+        try:
+            run_steps(todo, self.resources, self._memory_mb, done)
+        finally:
+            t["seconds"] += time.perf_counter() - t0
+
+    def _to_run(self, stage: Stage, steps: list[Step]) -> list[Step]:
+        """The steps whose inputs changed, and those needing one of them in this stage (a step's key is taken when it
+        ends, after what it needs has recorded its own)."""
+        names = {s.name for s in steps if not self._done(stage, s)}
+        while more := {s.name for s in steps if s.name not in names and any(n in names for n in s.needs)}:
+            names |= more
+        return [s for s in steps if s.name in names]
+
+    def _memory_mb(self, step: Step) -> float:
+        """What `step` declares it peaks at: its own last measured peak (+25 %) when this folder has one, else its
+        builder's typical figure scaled to the model's size."""
+        rec = self.state.steps.get(step.name) or {}
+        if rec.get("rss_mb"):
+            return rec["rss_mb"] * 1.25
+        return step.memory_gb * 1e3 * self._scale()
+
+    def _scale(self) -> float:
+        fp32 = self.path("fp32") if self.model_name else None
+        return eta.scale(self.cfg.model, fp32.stat().st_size if fp32 is not None and fp32.exists() else None)
 
     def _remaining(self) -> float:
         """Seconds the rest should take: the current stage's steps still to run (as long as they took last time, else
         typical), then the typical figure for every later stage (lab/eta.py)."""
-        fp32 = self.path("fp32") if self.model_name else None
-        scale = eta.scale(self.cfg.model, fp32.stat().st_size if fp32 is not None and fp32.exists() else None)
+        scale = self._scale()
 
         def guess(name: str) -> float:
             rec = self.state.steps.get(name)
@@ -142,8 +172,14 @@ class Lab:
         names = [s.name for s in STAGES]
         later = [n for n in names[names.index(self._stage) + 1:] if n not in skip]
         n_schemes = len(self.cfg.schemes) + (1 if self.cfg.analyze else 0)
-        return sum(guess(s.name) for s in self._todo) + sum(
-            eta.TYPICAL_S.get(n, 10) * scale * eta.step_count(n, n_schemes, len(self.cfg.socs)) for n in later)
+        jobs = len(self.resources.slots())
+
+        def side_by_side(seconds: float, steps: int) -> float:  # about what `jobs` at a time take
+            return seconds / max(1, min(jobs, steps))
+
+        return side_by_side(sum(guess(s.name) for s in self._todo), len(self._todo)) + sum(
+            side_by_side(eta.TYPICAL_S.get(n, 10) * scale * k, k)
+            for n in later for k in [eta.step_count(n, n_schemes, len(self.cfg.socs))])
 
     def _report(self, t0: float) -> None:
         from quantlab.report.render import write_report
@@ -156,7 +192,8 @@ class Lab:
             totals = self.state.stage_totals()
             m.timings = {s: manifest.StageTiming(
                 seconds=v["seconds"], steps=v["steps"], peak_rss_mb=v["peak_rss_mb"],
-                ran=self.timings.get(s, {}).get("ran", 0), skipped=self.timings.get(s, {}).get("skipped", 0))
+                ran=self.timings.get(s, {}).get("ran", 0), skipped=self.timings.get(s, {}).get("skipped", 0),
+                wall_seconds=round(self.timings[s]["seconds"], 1) if self.timings.get(s, {}).get("ran") else None)
                 for s, v in totals.items()}
             m.last_run_seconds = round(t - t0, 1)
         write_report(self.out)

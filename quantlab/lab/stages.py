@@ -31,10 +31,14 @@ class Stage:
 class Step:
     name: str  # "<stage>" or "<stage>:<item>..."
     run: Callable[[], Any]  # runs in its own process (lab/isolate.py); returns a small JSON-able result
-    needs: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()  # a step of the same stage named here runs before it (the others side by side)
     parts: tuple = ()
     outputs: tuple[Path, ...] = ()  # files that must still exist for the step to count as done
     record: Callable[[Any], None] | None = None  # puts the result into the manifest (in the lab's process)
+    # The memory it peaks at on the bundled 270M (the lab scales it to the model, and prefers the step's own last
+    # measured peak), so that steps side by side fit the machine (scheduler.py).
+    memory_gb: float = 2.0
+    exclusive: bool = False  # runs alone on every core (a speed measurement)
 
 
 # Evaluate 4: the reference, metrics and speed as before, stored as typed Metrics (format 2 manifests).

@@ -34,7 +34,7 @@ def export(lab: "Lab", cfg: ConfigView) -> list[Step]:
 
     name = lab.model_name
     outputs = (out / manifest.MANIFEST,) + ((out / artifacts.main_file(name, "fp32"),) if name else ())
-    return [Step("export", run, outputs=outputs)]
+    return [Step("export", run, outputs=outputs, memory_gb=7.5)]
 
 
 def calibrate(lab: "Lab", cfg: ConfigView) -> list[Step]:
@@ -50,7 +50,7 @@ def calibrate(lab: "Lab", cfg: ConfigView) -> list[Step]:
         meta = calibrate_folder(out, load_texts(list(texts)) if texts else default_calibration_texts(), plan)
         return {"seconds": meta["seconds"], "samples": meta["samples"]}
 
-    return [Step("calibrate", run, needs=("export",), parts=(repr(plan),), outputs=(out / CALIBRATION_FILE,))]
+    return [Step("calibrate", run, needs=("export",), parts=(repr(plan),), outputs=(out / CALIBRATION_FILE,), memory_gb=6.0)]
 
 
 def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
@@ -73,7 +73,7 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
             m.analysis = analysis_record(load_analysis(out))
 
     return [Step("analyze", run, needs=("calibrate",), parts=(METHOD_VERSION,), outputs=(out / ANALYSIS_FILE,),
-                 record=record)]
+                 record=record, memory_gb=4.5)]
 
 
 def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
@@ -93,7 +93,7 @@ def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
         emb_step = f"quantize:{artifacts.embedder_key(emb)}"
         steps.append(Step(emb_step, run_embedder, needs=("export",),
                           parts=(Scheme.of(emb, "embedder", embedder_recipe(emb)).digest,),
-                          outputs=(out / artifacts.embedder_file(name, emb),)))
+                          outputs=(out / artifacts.embedder_file(name, emb),), memory_gb=2.0))
         emb_needs = (emb_step,)
     searched = lab.result("analyze") or {} if "analyze" in lab.built else {}
     picks = list(dict.fromkeys(n for n in (searched.get("chosen"), searched.get("smallest")) if n))
@@ -107,7 +107,7 @@ def quantize(lab: "Lab", cfg: ConfigView) -> list[Step]:
         searched = ("analyze",) if scheme.name in picks else ()
         steps.append(Step(f"quantize:{scheme.name}", run, needs=("calibrate", *emb_needs, *searched),
                           parts=(scheme.name, scheme.digest, emb),
-                          outputs=(out / artifacts.main_file(name, scheme.name),)))
+                          outputs=(out / artifacts.main_file(name, scheme.name),), memory_gb=2.0))
     return steps
 
 
@@ -124,7 +124,8 @@ def check(lab: "Lab", cfg: ConfigView) -> list[Step]:
             with manifest.edit(out) as m:
                 m.artifacts[v].check = manifest.CheckRecord(res)
 
-        steps.append(Step(f"check:{v}", run, needs=(lab.producer(v),), outputs=(lab.path(v),), record=record))
+        steps.append(Step(f"check:{v}", run, needs=(lab.producer(v),), outputs=(lab.path(v),), record=record,
+                          memory_gb=2.0))
     return steps
 
 
@@ -153,7 +154,7 @@ def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stag
             # A compile that failed has no output to check; one that succeeded must still have its file.
             outputs = () if failed else (artifacts.aot_path(lab.path(v), soc),)
             steps.append(Step(step, run, needs=(lab.producer(v),), parts=(soc, True), outputs=outputs,
-                              record=record))
+                              record=record, memory_gb=4.0))
     return steps
 
 
@@ -184,16 +185,31 @@ def bundle(lab: "Lab", cfg: ConfigView) -> list[Step]:
 
             needs = (f"compile:{v}:{soc}",) if soc else (lab.producer(v),)
             steps.append(Step(f"bundle:{v}" + (f":{soc}" if soc else ""), run, needs=needs,
-                              outputs=(out / artifacts.bundle_file(name, v, soc),)))
+                              outputs=(out / artifacts.bundle_file(name, v, soc),), memory_gb=2.5))
     return steps
 
 
 def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
+    """Per variant: its CPU speed (alone on the machine), then its scoring against FP32's stored logits (after FP32's
+    own scoring stored them), the per-op SNR and a sample; and its bundle through LiteRT-LM. Scorings run side by
+    side as memory allows."""
     from quantlab.evaluate.evaluator import METHOD_VERSION
 
     out, text_path, tokens = cfg.out, cfg.eval_text, cfg.eval_tokens
     decode_steps, prompt, per_op = cfg.decode_steps, cfg.sample_prompt, cfg.per_op
     steps = []
+    for v in lab.variants:
+        # (a quantized main's steps need its embedder's, so their keys cover the embedder it ships with)
+        made_by = tuple(dict.fromkeys(("export", lab.producer(v))))
+
+        def run_speed(v=v) -> dict:
+            from quantlab.evaluate.evaluator import speed_of
+
+            return speed_of(out, v, decode_steps)
+
+        steps.append(Step(f"evaluate:{v}:speed", run_speed, needs=made_by, parts=(METHOD_VERSION,), exclusive=True,
+                          memory_gb=2.0))
+
     for v in lab.variants:
         def run(v=v) -> dict:
             from quantlab.evaluate.evaluator import evaluate as evaluate_folder
@@ -204,19 +220,24 @@ def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
             text = read_text(text_path) if text_path else default_eval_text()
             arts = ArtifactSet(out, v)
             res = evaluate_folder(out, text, v, None if v == "fp32" else "fp32",
-                                  tokens or (arts.host.cache_len - 1), decode_steps, quiet=True)
+                                  tokens or (arts.host.cache_len - 1), decode_steps, quiet=True, speed=False)
             if v != "fp32" and per_op:
                 res.per_op = tensor_errors(out, v, text)
             res.sample = {"prompt": prompt, "text": generate(arts, prompt, 32).text}
             return manifest.to_dict(res)
 
         def record(res: dict, v=v) -> None:
+            speed = dict(lab.result(f"evaluate:{v}:speed") or {})
+            res = {**res, "peak_rss_mb_runtime": speed.pop("peak_rss_mb", None),
+                   "speed": {**speed, **res["speed"]}}
             with manifest.edit(out) as m:
                 m.artifacts[v].metrics = manifest.from_dict(manifest.Metrics, res)
 
-        # (a quantized main's step needs its embedder's, so its key covers the embedder it ships with)
-        steps.append(Step(f"evaluate:{v}", run, needs=tuple(dict.fromkeys(("export", lab.producer(v)))),
-                          parts=(METHOD_VERSION,), outputs=(lab.path(v),), record=record))
+        made_by = tuple(dict.fromkeys(("export", lab.producer(v))))
+        # FP32's scoring stores the logits every other variant is compared with: they wait for it.
+        after = (f"evaluate:{v}:speed",) + (("evaluate:fp32",) if v != "fp32" and "fp32" in lab.variants else ())
+        steps.append(Step(f"evaluate:{v}", run, needs=made_by + after, parts=(METHOD_VERSION,),
+                          outputs=(lab.path(v),), record=record, memory_gb=12.0 if per_op and v != "fp32" else 4.0))
         if f"bundle:{v}" in lab.built:
             steps.append(_litert_lm_step(lab, v, out, text_path, tokens, prompt))
     return steps
@@ -246,7 +267,7 @@ def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt) -> Step:
                 m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, res)
 
     return Step(f"evaluate:{key}", run, needs=(f"bundle:{v}",),
-                outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record)
+                outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record, memory_gb=2.5)
 
 
 def npu_sim(lab: "Lab", cfg: ConfigView) -> list[Step]:
@@ -267,7 +288,8 @@ def npu_sim(lab: "Lab", cfg: ConfigView) -> list[Step]:
                 with manifest.edit(out) as m:
                     m.artifacts[v].npu_sim[soc] = res
 
-            steps.append(Step(f"npu_sim:{v}:{soc}", run, needs=(lab.producer(v),), parts=(soc,), record=record))
+            steps.append(Step(f"npu_sim:{v}:{soc}", run, needs=(lab.producer(v),), parts=(soc,), record=record,
+                              memory_gb=4.0))
     return steps
 
 

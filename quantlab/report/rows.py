@@ -115,8 +115,8 @@ def bundle_rows(data: Manifest) -> list[BundleRow]:
 
 def stage_rows(data: Manifest) -> list[dict]:
     """Per stage: what making the current artifacts took, and what the last run did (ran / skipped steps)."""
-    return [{"stage": s, "seconds": t.seconds, "steps": t.steps, "ran": t.ran, "skipped": t.skipped,
-             "rss_mb": t.peak_rss_mb} for s, t in data.timings.items()]
+    return [{"stage": s, "seconds": t.seconds, "wall": t.wall_seconds, "steps": t.steps, "ran": t.ran,
+             "skipped": t.skipped, "rss_mb": t.peak_rss_mb} for s, t in data.timings.items()]
 
 
 def pareto_front(rows: list[VariantRow]) -> list[VariantRow]:

@@ -7,13 +7,13 @@ passed through `raw` in the model's own dtype, so they are never requantized.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from quantlab.errors import UserError
+from quantlab.procmon import cores
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ def _spec(name: str, d: dict) -> TensorSpec:
 
 
 class LiteRTModel:
-    """A LiteRT model with named signatures. Choose `num_threads` = the cores you want it to use (None: all)."""
+    """A LiteRT model with named signatures. Choose `num_threads` = the cores you want it to use (None: all this process
+    may run on)."""
 
     def __init__(self, path: Path, num_threads: int | None = None) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -72,7 +73,7 @@ class LiteRTModel:
         try:
             # None must become a count: LiteRT's own default is one thread (measured: 270M FP32 prefill 291 tok/s
             # with None or 1, 485 with 2 on this 2-core machine).
-            self.num_threads = num_threads or os.cpu_count() or 1
+            self.num_threads = num_threads or cores()
             self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

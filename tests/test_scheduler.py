@@ -1,0 +1,100 @@
+"""The lab's step scheduler (quantlab/lab/scheduler.py) with real forked steps: side by side on cores of their own,
+never over the memory budget, after the steps they need, exclusive steps alone, and a failure that lets the running
+steps finish."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from quantlab.lab.scheduler import Resources, run_steps
+from quantlab.lab.stages import Step
+
+CPUS = tuple(sorted(os.sched_getaffinity(0)))
+two_cores = pytest.mark.skipif(len(CPUS) < 2, reason="needs 2 cores")
+
+
+def probe(seconds: float = 1.0, fail: bool = False):
+    def run() -> dict:
+        from quantlab.procmon import cores
+
+        t0 = time.time()
+        time.sleep(seconds)
+        if fail:
+            raise ValueError("this step fails")
+        return {"start": t0, "end": time.time(), "cpus": sorted(os.sched_getaffinity(0)), "cores": cores(),
+                "omp": os.environ.get("OMP_NUM_THREADS")}
+    return run
+
+
+def run(steps: list[Step], jobs: int = 2, budget_mb: float = 10_000) -> dict[str, dict]:
+    got: dict[str, dict] = {}
+    order: list[str] = []
+
+    def done(step, result, peak_mb, seconds):
+        got[step.name] = result
+        order.append(step.name)
+        assert peak_mb > 0 and seconds > 0
+
+    run_steps(steps, Resources(CPUS, jobs, budget_mb), lambda s: s.memory_gb * 1e3, done)
+    got["order"] = order  # type: ignore[assignment]
+    return got
+
+
+def overlap(a: dict, b: dict) -> bool:
+    return a["start"] < b["end"] and b["start"] < a["end"]
+
+
+@two_cores
+def test_two_steps_run_side_by_side_each_on_a_core_of_its_own():
+    got = run([Step("s:a", probe()), Step("s:b", probe())])
+    a, b = got["s:a"], got["s:b"]
+    assert overlap(a, b)
+    assert len(a["cpus"]) == len(b["cpus"]) == len(CPUS) // 2 and not set(a["cpus"]) & set(b["cpus"])
+    assert a["cores"] == len(a["cpus"]) and a["omp"] == str(len(a["cpus"]))  # thread counts follow the pinning
+
+
+@two_cores
+def test_steps_whose_declared_memory_would_not_fit_together_run_one_after_the_other():
+    got = run([Step("s:a", probe(), memory_gb=6), Step("s:b", probe(), memory_gb=6), Step("s:c", probe(), memory_gb=3)],
+              budget_mb=10_000)
+    a, b, c = got["s:a"], got["s:b"], got["s:c"]
+    assert not overlap(a, b)
+    assert overlap(a, c)  # the small one was not held back behind the big one
+
+
+def test_a_step_needing_another_of_its_stage_starts_after_it_and_a_lone_step_gets_every_core():
+    got = run([Step("s:b", probe(0.3), needs=("s:a", "upstream:skipped")), Step("s:a", probe(0.3))])
+    assert got["s:b"]["start"] >= got["s:a"]["end"]
+    assert got["order"] == ["s:a", "s:b"]
+    assert got["s:a"]["cpus"] == list(CPUS) and got["s:b"]["cpus"] == list(CPUS)  # each alone: every core
+
+
+@two_cores
+def test_an_exclusive_step_runs_alone_on_every_core():
+    got = run([Step("s:a", probe()), Step("s:x", probe(0.3), exclusive=True), Step("s:b", probe())])
+    x = got["s:x"]
+    assert x["cpus"] == list(CPUS)
+    assert not overlap(x, got["s:a"]) and not overlap(x, got["s:b"])
+
+
+@two_cores
+def test_a_failure_lets_the_running_step_finish_starts_nothing_new_and_raises():
+    got: dict[str, dict] = {}
+    steps = [Step("s:slow", probe(1.5)), Step("s:bad", probe(0.2, fail=True)), Step("s:later", probe(0.1))]
+    with pytest.raises(ValueError, match="this step fails"):
+        run_steps(steps, Resources(CPUS, 2, 10_000), lambda s: 0.0, lambda s, r, p, t: got.update({s.name: r}))
+    assert set(got) == {"s:slow"}  # finished and recorded; s:later never started
+
+
+def test_one_job_runs_one_step_at_a_time_on_every_core():
+    got = run([Step("s:a", probe(0.3)), Step("s:b", probe(0.3))], jobs=1)
+    assert not overlap(got["s:a"], got["s:b"])
+    assert got["s:a"]["cpus"] == list(CPUS) and got["s:a"]["omp"] in (None, os.environ.get("OMP_NUM_THREADS"))
+
+
+def test_steps_that_wait_for_each_other_are_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match="wait for each other"):
+        run([Step("s:a", probe(0.1), needs=("s:b",)), Step("s:b", probe(0.1), needs=("s:a",))])
