@@ -168,7 +168,7 @@ def test_search_axis_stops_after_its_first_candidate_over_the_tolerance():
 
 
 @pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs 2 cores")
-def test_sensitivity_rows_side_by_side_score_as_one_after_another(quantized_copy, monkeypatch):
+def test_sensitivity_rows_side_by_side_score_as_one_after_another(quantized_copy):
     """Rows measured by pinned worker processes (one core, one LiteRT thread each) give the scores the bench gives
     measuring them itself with every core: KL and perplexity within 1e-6 relative, top-1 equal; the workers' scratch
     files and the FP32 logits file are gone afterwards, and the bench remembers every score (the search reuses
@@ -182,12 +182,11 @@ def test_sensitivity_rows_side_by_side_score_as_one_after_another(quantized_copy
     bench = Bench(folder, tokens=40)
     recipes = [build_recipe(16, {}), build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4}),
                build_recipe(16, {"lm_head": 8})]
-    side = bench.measure_all(recipes)
-    assert sens.row_workers(bench.fp32_path, len(recipes)) == 2
+    side = bench.measure_all(recipes, jobs=2)
+    assert sens.row_workers(bench.fp32_path, len(recipes), 2) == 2
     assert not list(folder.glob(".analyze-row-*")) and not (folder / sens.REFERENCE_FILE).exists()
     assert all(json.dumps(r, sort_keys=True) in bench._scored for r in recipes)
-    monkeypatch.setattr(sens, "row_workers", lambda *_: 1)
-    alone = Bench(folder, tokens=40).measure_all(recipes)
+    alone = Bench(folder, tokens=40).measure_all(recipes)  # jobs=1: the bench itself, every core
     for a, b in zip(side, alone):
         assert a["kl"] == pytest.approx(b["kl"], rel=1e-6, abs=1e-9)
         assert a["perplexity"] == pytest.approx(b["perplexity"], rel=1e-6)

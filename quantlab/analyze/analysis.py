@@ -23,12 +23,13 @@ RECIPES_DIR = "recipes"
 
 
 def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256, quiet: bool = False,
-            float_column: bool = False) -> dict:
+            float_column: bool = False, jobs: int = 1) -> dict:
+    """jobs: sensitivity rows measured side by side (sensitivity.py), as cores and memory allow."""
     folder = Path(folder)
     t0 = time.perf_counter()
     bench = Bench(folder, tokens)
     try:
-        sens = sensitivity(bench, quiet=quiet, float_column=float_column)
+        sens = sensitivity(bench, quiet=quiet, float_column=float_column, jobs=jobs)
         found = search(bench, sens, cfg, quiet=quiet)
     finally:
         bench.cleanup()

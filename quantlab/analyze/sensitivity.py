@@ -3,7 +3,7 @@
 Scored as KL(fp32 || candidate) and top-1 agreement on a window of *calibration* text, so that choosing a recipe
 never looks at the evaluation text. The FP32 logits are computed once and kept in memory (tokens × vocab floats).
 
-The rows are independent, so they are measured side by side: one worker process per core (as memory allows), each
+The rows are independent, so with `jobs` > 1 they are measured side by side: a worker process per core (as memory allows), each
 pinned to its core with one LiteRT thread, started fresh (spawn: a forked copy of this process would inherit LiteRT
 thread pools and OpenMP state whose threads did not come along) and reading the FP32 logits from a file. Quantizing a
 row (ai-edge-quantizer) uses one core, and LiteRT's int16 kernels gain 1.55x from a second thread, so two rows at a
@@ -89,10 +89,10 @@ class Bench:
         self._scored[key] = {k: metrics[k] for k in ("kl", "top1_agreement", "perplexity")}
         return {**self._scored[key], "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
 
-    def measure_all(self, recipes: list[list[dict]], quiet: bool = False, desc: str = "") -> list[dict]:
-        """`measure` of each recipe, side by side in worker processes when this machine has the cores and memory
-        (see the module's docstring), one after another otherwise; every score is remembered here either way."""
-        workers = row_workers(self.fp32_path, len(recipes))
+    def measure_all(self, recipes: list[list[dict]], quiet: bool = False, desc: str = "", jobs: int = 1) -> list[dict]:
+        """`measure` of each recipe; with `jobs` > 1 side by side in worker processes as far as this machine's cores
+        and memory allow (see the module's docstring), else one after another; every score is remembered here."""
+        workers = row_workers(self.fp32_path, len(recipes), jobs)
         if workers < 2:
             return [self.measure(r) for r in steps(recipes, desc=desc, quiet=quiet)]
         import multiprocessing as mp
@@ -139,14 +139,14 @@ class _Replay:
         yield from self._chunks
 
 
-def row_workers(fp32_path: Path, rows: int) -> int:
-    """Workers for `rows` rows: one per core, as many as fit in the memory available (a 270M row peaked at ~3 GB,
-    about 3x its FP32 main; the 1B shape scales with it)."""
+def row_workers(fp32_path: Path, rows: int, jobs: int) -> int:
+    """Workers for `rows` rows: at most `jobs` and one per core, as many as fit in the memory available (a 270M row
+    peaked at ~3 GB, about 3x its FP32 main; the 1B shape scales with it)."""
     import psutil
 
     per_worker = 3 * fp32_path.stat().st_size
     fit = int(psutil.virtual_memory().available * 0.8 // per_worker)
-    return max(1, min(cores(), fit, rows))
+    return max(1, min(jobs, cores(), fit, rows))
 
 
 def _start_worker(folder: str, cpus) -> None:
@@ -160,7 +160,7 @@ def _measure_row(recipe: list[dict]) -> dict:
     return _WORKER.measure(recipe)
 
 
-def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False) -> dict:
+def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False, jobs: int = 1) -> dict:
     """KL and top-1 vs FP32 with everything at int16 except one op group, which is at int8 (and, with
     `float_column`, left float: what int16 on that group costs; a diagnostic the search does not use, off by default,
     half the sensitivity's time).
@@ -175,7 +175,7 @@ def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False) -
             recipes[(g.name, None)] = build_recipe(16, {g.name: None})
         if g.is_fc:  # fully-connected groups: also 4-bit weights (int16 activations), the search's other axis
             recipes[(g.name, 4)] = build_recipe(16, {}, weight_overrides={g.name: 4})
-    measured = dict(zip(recipes, bench.measure_all(list(recipes.values()), quiet, "sensitivity (op groups)")))
+    measured = dict(zip(recipes, bench.measure_all(list(recipes.values()), quiet, "sensitivity (op groups)", jobs)))
     base, all8 = measured[("all", 16)], measured[("all", 8)]
     none = {"kl": None, "top1_agreement": None}
     rows = []

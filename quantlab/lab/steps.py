@@ -60,12 +60,12 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
     if not cfg.analyze:
         return []
     search = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc, exhaustive=cfg.full_search)
-    tokens, out = cfg.analyze_tokens, cfg.out
+    tokens, out, jobs = cfg.analyze_tokens, cfg.out, len(lab.resources.slots())
 
     def run() -> dict:
         from quantlab.analyze.analysis import analyze as analyze_folder
 
-        res = analyze_folder(out, search, tokens=tokens, quiet=True)
+        res = analyze_folder(out, search, tokens=tokens, quiet=True, jobs=jobs)
         return {"chosen": res["search"]["chosen"], "smallest": res["search"]["smallest"], "seconds": res["seconds"]}
 
     def record(_: Any) -> None:
