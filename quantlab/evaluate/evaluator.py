@@ -93,7 +93,8 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     if len(ids) < 2:
         raise UserError("the evaluation text has fewer than 2 tokens; pass a longer text")
     bos = arts.model_info.bos_token_id
-    speed_run = speed_of(folder, variant, decode_steps, num_threads) if speed else {}
+    speed_run = (measure_speed_isolated(folder, variant, arts.host.prefill_len, decode_steps, num_threads)
+                 if speed else {})
     rss_runtime = speed_run.pop("peak_rss_mb", None)
     wins = windows(ids, bos, arts.host.cache_len)
     n_tokens = sum(len(w) for w in wins)

@@ -25,11 +25,6 @@ from quantlab.errors import StepKilled, UserError
 from quantlab.procmon import peak_rss_mb, pin_to
 
 
-def run_isolated(fn: Callable[[], Any], name: str) -> tuple[Any, float]:
-    """(fn()'s result, the peak RSS in MB of the process that ran it)."""
-    return start_isolated(fn, name).finish()
-
-
 class Child:
     """A step running in a forked child; `conn` becomes readable when it ends (for multiprocessing.connection.wait)."""
 

@@ -112,8 +112,8 @@ class Lab:
         """Skipped steps record first (the manifest may have been rewritten upstream), in order; the rest run side by
         side where cores and memory allow (scheduler.py). Each step's result is recorded as it ends, so Ctrl-C or a
         failure keeps every finished step."""
-        t = self.timings.setdefault(stage.name, {"seconds": 0.0, "ran": 0, "skipped": 0, "step_seconds": 0.0})
-        todo = self._to_run(stage, steps)
+        t = self.timings.setdefault(stage.name, {"seconds": 0.0, "ran": 0, "skipped": 0})
+        todo = list(self._todo)  # _walk found them (_to_run)
         for step in steps:
             if step not in todo:
                 t["skipped"] += 1
@@ -124,7 +124,6 @@ class Lab:
         def done(step: Step, result: Any, peak_mb: float, secs: float) -> None:
             if step.name == "export":
                 result = {**result, "model": self.cfg.digest("model")}
-            t["step_seconds"] += secs
             t["ran"] += 1
             self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1))
             self._todo = [s for s in self._todo if s.name != step.name]
