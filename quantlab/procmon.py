@@ -11,16 +11,21 @@ import time
 
 import psutil
 
+# Set by a step running as a Ray task (lab/ray_steps.py): the CPUs Ray gave it, which its affinity does not say.
+THREADS_ENV = "QUANTLAB_THREADS"
+
 
 def cores() -> int:
     """The cores this process may run on (its CPU affinity; a lab step running beside another is given one core of its
     own). Every thread count quantlab sets (LiteRT's interpreters, torch) comes from here, not from the machine's core
     count: two processes that each start a thread per machine core on 2 cores ran LiteRT's int16 kernels 3.7x slower
-    than one thread each (docs/results/2026-12-02.md §13)."""
+    than one thread each (docs/results/2026-12-02.md §13). A step running as a Ray task uses the CPUs it declared."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        n = len(os.sched_getaffinity(0)) or 1
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    given = os.environ.get(THREADS_ENV, "")
+    return min(n, int(given)) if given.isdigit() and int(given) > 0 else n
 
 
 def pin_to(cpus: set[int]) -> None:

@@ -91,3 +91,36 @@ def quantized_copy(quantized, tmp_path):
     folder = tmp_path / "quantized"
     shutil.copytree(quantized[0], folder)
     return folder, quantized[1]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """A real local Ray cluster on 127.0.0.1: a head and a worker process, each 2 CPUs and 3 GiB for tasks; its
+    address. Without token authentication (RAY_AUTH_MODE=disabled, for its clients too): Ray 2.60 turns it on once a
+    local `ray.init()` has written ~/.ray/auth_token, and then refuses the worker node."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ray = str(Path(sys.executable).with_name("ray"))
+    saved = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tmp = tmp_path_factory.mktemp("ray")
+    common = ["--node-ip-address=127.0.0.1", "--num-cpus=2", f"--memory={3 * 2**30}", "--disable-usage-stats"]
+    subprocess.run([ray, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={tmp}",
+                    *common], check=True, capture_output=True, env=env, timeout=120)
+    try:
+        subprocess.run([ray, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True,
+                       env=env, timeout=120)
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved

@@ -5,36 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-RAY = str(Path(sys.executable).with_name("ray"))
-ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    port = _free_port()
-    tmp = tmp_path_factory.mktemp("ray")
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--memory={3 * 2**30}", "--disable-usage-stats"]
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={tmp}",
-                    *common], check=True, capture_output=True, env=ENV, timeout=120)
-    try:
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], check=True, capture_output=True,
-                       env=ENV, timeout=120)
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=ENV, timeout=120)
+ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # as the `cluster` fixture's
 
 
 def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, tmp_path):

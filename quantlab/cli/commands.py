@@ -213,7 +213,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite, analyze=not a.no_analyze,
         tolerance=a.tolerance, search_soc=a.search_soc, full_search=a.full_search, smooth_alpha=a.smooth,
         per_op=not a.no_per_op, embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard, bundles=not a.no_bundle,
-        npu_sim=a.npu_sim, npu_sim_positions=a.npu_sim_positions, jobs=a.jobs)
+        npu_sim=a.npu_sim, npu_sim_positions=a.npu_sim_positions, jobs=a.jobs,
+        ray_address=a.ray_address)
     print(f"lab finished in {res['seconds']:.0f} s: {res['out']}/report.md, {res['out']}/report.html", file=out())
     for stage, t in res["timings"].items():
         print(f"  {stage:10s} {t['seconds']:7.1f} s  ({t['ran']} run, {t['skipped']} unchanged)", file=out())

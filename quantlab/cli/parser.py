@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="steps (and the search's sensitivity rows) side by side, each on cores of its own, as memory "
                         "allows (default 1: one at a time on every core, faster on 2 cores for the 270M)")
+    r.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="run every step as a Ray task that declares its memory: `local` (a Ray on this machine) or "
+                        "host:port of a cluster whose nodes see --out at the same path (default: no Ray)")
     r.add_argument("--overwrite", action="store_true", help="redo everything, replacing what is in --out")
     r.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     r.set_defaults(func=cmd_run)

@@ -37,7 +37,9 @@ class RunConfig:
     it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
     jobs: steps (and the search's sensitivity rows) run side by side, each on cores of its own, as memory allows
     (lab/scheduler.py); default one at a time on every core, which measured faster on the 2-core machine for the 270M
-    (docs/results/2026-12-02.md §13). Changes how long the lab takes, not what it makes.
+    (docs/results/2026-12-02.md §13). ray_address: run every step as a Ray task instead (lab/ray_steps.py) —
+    `local` for a Ray on this machine, or host:port of a cluster whose nodes all see `out` at the same path; choose it
+    when the work outgrows one machine. jobs and ray_address change how long the lab takes, not what it makes.
     """
 
     model: str = "gemma3-270m"
@@ -67,6 +69,7 @@ class RunConfig:
     npu_sim: bool = False
     npu_sim_positions: int = 32
     jobs: int | None = None
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "schemes", parse_all(tuple(self.schemes) or DEFAULT_SCHEMES))
@@ -92,6 +95,8 @@ class RunConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(self, name)}")
         if self.jobs is not None and self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.ray_address is not None:
+            _check_ray_address(self.ray_address)
         if self.eval_tokens is not None and self.eval_tokens < 2:
             raise UserError(f"--eval-tokens must be at least 2, got {self.eval_tokens}")
         try:
@@ -124,7 +129,18 @@ class RunConfig:
 
 
 # Fields that change where or how the lab runs, not what it makes: in no stage's key.
-NOT_INPUTS = frozenset({"out", "overwrite", "jobs"})
+NOT_INPUTS = frozenset({"out", "overwrite", "jobs", "ray_address"})
+
+
+def _check_ray_address(address: str) -> None:
+    """`local`, `auto` (the cluster this machine's `ray start` joined) or host:port, where something answers."""
+    import re
+
+    from quantlab.lab.ray_steps import probe
+
+    if address not in ("local", "auto") and not re.fullmatch(r"(ray://)?[A-Za-z0-9_.-]+:\d{1,5}", address):
+        raise UserError(f"--ray-address {address!r}: pass host:port of a Ray head (e.g. 10.0.0.5:6379), auto or local")
+    probe(address)
 
 
 def _check_model(spec: str) -> None:

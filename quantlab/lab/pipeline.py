@@ -30,6 +30,7 @@ class Lab:
         self.variants: list[str] = ["fp32"]
         self.timings: dict[str, dict] = {}
         self.resources = Resources.of(cfg.jobs)
+        self.ray = None  # a RayRunner while `run` runs with --ray-address (lab/ray_steps.py)
 
     # ---- what step builders read
     @property
@@ -51,7 +52,14 @@ class Lab:
     def run(self) -> dict:
         """Run every stage; returns the seconds, per-stage timings and the folder."""
         t0 = time.perf_counter()
-        self._walk(execute=True)
+        if self.cfg.ray_address:
+            from quantlab.lab.ray_steps import RayRunner
+
+            with RayRunner(self.cfg.ray_address, self.log) as self.ray:  # connected before the first step
+                self._walk(execute=True)
+            self.ray = None
+        else:
+            self._walk(execute=True)
         self._report(t0)
         return {"seconds": time.perf_counter() - t0, "timings": self.timings, "out": str(self.out)}
 
@@ -121,11 +129,11 @@ class Lab:
                     step.record(self.state.result(step.name))
         t0 = time.perf_counter()
 
-        def done(step: Step, result: Any, peak_mb: float, secs: float) -> None:
+        def done(step: Step, result: Any, peak_mb: float, secs: float, where: dict | None = None) -> None:
             if step.name == "export":
                 result = {**result, "model": self.cfg.digest("model")}
             t["ran"] += 1
-            self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1))
+            self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1), where=where)
             self._todo = [s for s in self._todo if s.name != step.name]
             self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · elapsed "
                      f"{eta.clock(time.perf_counter() - self._t0)} · ETA {eta.clock(self._remaining())}")
@@ -133,7 +141,10 @@ class Lab:
                 step.record(self.state.result(step.name))
 
         try:
-            run_steps(todo, self.resources, self._memory_mb, done)
+            if self.ray is not None:
+                self.ray.run_steps(todo, self._memory_mb, done)
+            else:
+                run_steps(todo, self.resources, self._memory_mb, done)
         finally:
             t["seconds"] += time.perf_counter() - t0
 

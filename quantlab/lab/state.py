@@ -32,8 +32,12 @@ class RunState:
         rec = self.steps.get(step)
         return bool(rec and rec["key"] == key and all(Path(p).exists() for p in outputs))
 
-    def record(self, step: str, key: str, seconds: float, result: Any = None, rss_mb: float | None = None) -> None:
+    def record(self, step: str, key: str, seconds: float, result: Any = None, rss_mb: float | None = None,
+               where: dict | None = None) -> None:
+        """`where`: the Ray node and process a step ran in (lab/ray_steps.py); None when it ran on this machine."""
         self.steps[step] = {"key": key, "seconds": round(seconds, 2), "rss_mb": rss_mb, "result": result}
+        if where:
+            self.steps[step]["where"] = where
         write_text(self.path, json.dumps({"format_version": FORMAT_VERSION, "steps": self.steps}, indent=1, default=str))
 
     def stage_totals(self) -> dict[str, dict]:

@@ -115,10 +115,10 @@ def check(lab: "Lab", cfg: ConfigView) -> list[Step]:
     out = cfg.out
     steps = []
     for v in lab.variants:
-        def run(v=v) -> list[dict]:
+        def run(path=lab.path(v)) -> list[dict]:  # (no `lab` inside a step's run: it may run as a Ray task)
             from quantlab.check.litert_rules import check_litert
 
-            return [x.as_dict() for x in check_litert(lab.path(v))]
+            return [x.as_dict() for x in check_litert(path)]
 
         def record(res: list[dict], v=v) -> None:
             with manifest.edit(out) as m:
@@ -138,11 +138,11 @@ def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stag
             step = f"compile:{v}:{soc}"
             failed = (lab.result(step) or {}).get("failed")
 
-            def run(v=v, soc=soc) -> dict:
+            def run(path=lab.path(v), soc=soc) -> dict:
                 from quantlab.compile.compiler import CompileFailed, compile_model
 
                 try:
-                    res = compile_model(lab.path(v), soc, artifacts.aot_path(lab.path(v), soc), overwrite=True)
+                    res = compile_model(path, soc, artifacts.aot_path(path, soc), overwrite=True)
                     return manifest.to_dict(res.record())
                 except CompileFailed as exc:
                     return manifest.to_dict(manifest.CompileRecord(soc=soc, failed=True, errors=exc.errors[:20]))

@@ -1,0 +1,185 @@
+"""Run a stage's steps as Ray tasks — on a local Ray, or on the cluster at `--ray-address` — instead of in forked
+children on this machine (scheduler.py).
+
+Choose it when the work outgrows one machine (the 1B shape, many schemes or SoCs): every step becomes a task that
+declares the memory it peaks at (its last measured peak +25 %, else its builder's typical figure scaled to the model,
+as the local scheduler does), so Ray never places two steps on a node whose memory they would not fit together,
+and the CPUs it uses (one, or as many as the lab's node has when nothing else of the stage can run beside it; its
+LiteRT and torch threads follow: procmon.cores). A task runs in a worker process of
+its own (`max_calls=1`), so its memory goes back to the node when it ends and its peak is its own. A step that names
+another of its stage in `needs` is submitted when that one has finished.
+
+An `exclusive` step (a CPU speed measurement) runs on the lab's own node, alone among this lab's steps, with every
+CPU of that node: every variant's speed is then measured on one machine, so their ratios mean something.
+
+On a cluster every node must see the run folder at the same path (a shared filesystem) and have quantlab installed in
+the same environment; the steps read and write the folder as they do locally, and run in the lab's working directory.
+After a step fails nothing new is submitted; the running ones finish and are recorded, then the first error is
+raised. Ctrl-C cancels every running task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+from quantlab.errors import StepKilled, UserError
+from quantlab.lab.stages import Step
+
+LOCAL = "local"
+
+
+def _run_task(fn: Callable[[], Any], cwd: str, threads: int) -> dict:
+    """The body of every task: the step in the lab's working directory, with `threads` threads."""
+    import ray
+
+    from quantlab.procmon import THREADS_ENV, peak_rss_mb
+
+    os.chdir(cwd)
+    os.environ[THREADS_ENV] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    result = fn()
+    return {"result": result, "peak_mb": peak_rss_mb(), "node": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid()}
+
+
+class RayRunner:
+    """A connection to Ray for one lab run (`with RayRunner(address) as r: r.run_steps(...)`). address: `local` starts
+    a Ray on this machine (every core), else host:port of a running cluster's head."""
+
+    def __init__(self, address: str, log: Callable[[str], None] = print) -> None:
+        self.address, self.log = address, log
+        self.node_id = ""
+        self.node_cpus = 1
+        self.largest_node_mb = 0.0
+
+    def __enter__(self) -> "RayRunner":
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+
+        probe(self.address)  # (RunConfig did too; the cluster may have gone since)
+        try:
+            if self.address == LOCAL:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                         logging_level=logging.ERROR, object_store_memory=256 * 2**20)
+            else:
+                ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"--ray-address {self.address}: no Ray cluster there ({str(exc).splitlines()[0][:160]}); "
+                            "start one (`ray start --head`) or pass --ray-address local") from None
+        self.node_id = ray.get_runtime_context().get_node_id()
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        mine = next((n for n in nodes if n["NodeID"] == self.node_id), None)
+        if mine is None:  # a driver on a machine that is not a node of the cluster: speed runs on any one node
+            mine = max(nodes, key=lambda n: n["Resources"].get("CPU", 0))
+            self.node_id = mine["NodeID"]
+        self.node_cpus = max(1, int(mine["Resources"].get("CPU", 1)))
+        self.largest_node_mb = max(n["Resources"].get("memory", 0) for n in nodes) / 1e6
+        self.log(f"  Ray: {len(nodes)} node(s), {int(sum(n['Resources'].get('CPU', 0) for n in nodes))} CPUs, "
+                 f"{sum(n['Resources'].get('memory', 0) for n in nodes) / 1e9:.1f} GB for tasks")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import ray
+
+        ray.shutdown()
+
+    def run_steps(self, steps: list[Step], memory_mb: Callable[[Step], float],
+                  done: Callable[[Step, Any, float, float, dict], None]) -> None:
+        """As scheduler.run_steps: `done(step, result, peak_mb, seconds, where)` in the order steps finish, `where`
+        naming the node and process the step ran in."""
+        import time
+
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = ray.remote(max_calls=1, max_retries=0)(_run_task)
+        names = {s.name for s in steps}
+        pending = list(steps)
+        running: dict[Any, tuple[Step, float]] = {}
+        finished: set[str] = set()
+        error: BaseException | None = None
+        cwd = os.getcwd()
+
+        def submit(s: Step, alone: bool = False) -> None:
+            mem = memory_mb(s)
+            if mem > self.largest_node_mb:  # infeasible as declared: it gets the largest node to itself
+                self.log(f"  {s.name} declares {mem / 1e3:.1f} GB, more than any node offers; it asks for "
+                         f"{self.largest_node_mb / 1e3:.1f} GB")
+                mem = self.largest_node_mb
+            opts: dict[str, Any] = {"name": s.name, "memory": max(1, int(mem * 1e6)), "num_cpus": 1}
+            threads = 1
+            if s.exclusive:
+                opts.update(num_cpus=self.node_cpus,
+                            scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_id, soft=False))
+                threads = self.node_cpus
+            elif alone:  # nothing else can start before it ends: a node's worth of CPUs (export, calibrate, search)
+                opts["num_cpus"] = threads = self.node_cpus
+            running[task.options(**opts).remote(s.run, cwd, threads)] = (s, time.perf_counter())
+            pending.remove(s)
+
+        def launch() -> None:
+            if error is not None:
+                return
+            ready = [s for s in pending if all(n in finished or n not in names for n in s.needs)]
+            exclusive = [s for s in ready if s.exclusive]
+            if exclusive:  # it waits until nothing of this lab runs, and nothing starts beside it
+                if not running:
+                    submit(exclusive[0])
+                return
+            for s in ready:
+                submit(s, alone=not running and len(ready) == 1)
+
+        try:
+            launch()
+            while running:
+                ready_refs, _ = ray.wait(list(running), num_returns=1)
+                ref = ready_refs[0]
+                s, t0 = running.pop(ref)
+                try:
+                    out = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - raised once the others have finished
+                    error = error or _cause(exc, s, memory_mb(s))
+                    launch()
+                    continue
+                finished.add(s.name)
+                done(s, out["result"], out["peak_mb"], time.perf_counter() - t0,
+                     {"node": out["node"], "pid": out["pid"]})
+                launch()
+        except BaseException:
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise
+        if error is not None:
+            raise error
+        if pending:
+            raise RuntimeError(f"steps {', '.join(s.name for s in pending)} wait for each other")
+
+
+def probe(address: str) -> None:
+    """A host:port with nothing listening fails here in seconds (ray.init would retry for minutes)."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?(.+):(\d+)", address)
+    if m is None:
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=5).close()
+    except OSError as exc:
+        raise UserError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start a head "
+                        "(`ray start --head`) or pass --ray-address local") from None
+
+
+def _cause(exc: Exception, step: Step, declared_mb: float) -> BaseException:
+    """The step's own exception (a UserError stays one line), or StepKilled when Ray lost its worker."""
+    from ray import exceptions as rex
+
+    if isinstance(exc, rex.RayTaskError):
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            return cause
+    if isinstance(exc, (rex.OutOfMemoryError, rex.WorkerCrashedError)):
+        return StepKilled(step.name, -9 if isinstance(exc, rex.OutOfMemoryError) else None, declared_mb)
+    return exc

@@ -1,0 +1,103 @@
+"""`quantlab run --ray-address`: the lab's steps as Ray tasks on a real local cluster (a head and a worker process on
+127.0.0.1, tests/conftest.py), which declare their memory so that two that do not fit one node together never share
+it, and which make the very artifacts and figures the local run makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from quantlab import manifest
+from tests.conftest import LAB_ARGS
+from tests.helpers import run_cli
+
+ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # as the `cluster` fixture's
+
+
+def _node_ids(address: str) -> set[str]:
+    code = (f"import json, ray; ray.init(address={address!r}, log_to_driver=False); "
+            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return set(json.loads(p.stdout.strip().splitlines()[-1]))
+
+
+def test_lab_steps_as_ray_tasks_make_what_the_local_lab_makes(cluster, lab, tmp_path):
+    """The session's local lab (`lab`) and a lab run as Ray tasks on the same options build the same int16_w8 main
+    (same sha256) and score it the same (perplexity, KL, top-1, largest logit difference equal to 1e-9: the same bytes on the same kernels);
+    every step ran as a task of its own (its own worker process) on a node of the cluster."""
+    out = tmp_path / "ray-run"
+    res = run_cli(["run", *LAB_ARGS, "--out", str(out), "--schemes", "int16_w8", "--no-analyze", "--no-bundle",
+                   "--no-per-op", "--ray-address", cluster])
+    assert res.rc == 0, res.err[-3000:]
+    assert "Ray: 2 node(s), 4 CPUs" in res.err
+    ours, local = manifest.load(out), manifest.load(lab)
+    for v in ("fp32", "int16_w8"):
+        assert ours.artifacts[v].sha256 == local.artifacts[v].sha256, v
+    a, b = ours.artifacts["int16_w8"].metrics, local.artifacts["int16_w8"].metrics
+    assert a.tokens_scored == b.tokens_scored > 0
+    for k in ("perplexity", "kl", "top1_agreement", "max_abs_logit_diff"):
+        assert abs(getattr(a, k) - getattr(b, k)) <= 1e-9 * abs(getattr(b, k)), (k, getattr(a, k), getattr(b, k))
+    assert ours.artifacts["int16_w8"].compiled["SM8750"].coverage == local.artifacts["int16_w8"].compiled["SM8750"].coverage
+    steps = json.loads((out / ".quantlab-run.json").read_text())["steps"]
+    assert {"export", "calibrate", "quantize:int16_w8", "compile:int16_w8:SM8750", "evaluate:int16_w8"} <= set(steps)
+    nodes = _node_ids(cluster)
+    assert all(rec["where"]["node"] in nodes for rec in steps.values()), steps
+    pids = [rec["where"]["pid"] for rec in steps.values()]
+    assert len(set(pids)) == len(pids)  # max_calls=1: a fresh worker per step, its memory back when it ends
+
+
+SCRIPT = textwrap.dedent("""
+    import json, sys, time
+    from quantlab.lab.ray_steps import RayRunner
+    from quantlab.lab.stages import Step
+
+    def span():
+        import os, time
+        import ray
+        t0 = time.time()
+        time.sleep(4)
+        return [ray.get_runtime_context().get_node_id(), t0, time.time(), os.environ["QUANTLAB_THREADS"]]
+
+    big = [Step(f"big{i}", span) for i in range(3)]
+    small = [Step(f"small{i}", span) for i in range(2)]
+    speed = Step("speed", span, needs=("big0",), exclusive=True)
+    declared = {**{s.name: 2000.0 for s in big}, **{s.name: 200.0 for s in small}, "speed": 200.0}
+    spans = {}
+    with RayRunner(sys.argv[1], log=lambda s: None) as r:
+        r.run_steps([*big, *small, speed], lambda s: declared[s.name],
+                    lambda s, res, peak, secs, where: spans.__setitem__(s.name, res))
+        print(json.dumps({"spans": spans, "mine": r.node_id}))
+""")
+
+
+def test_steps_that_do_not_fit_one_node_together_never_share_it(cluster):
+    """Each node offers 3 GiB to tasks: three steps declaring 2 GB each run one per node at a time (on both nodes), never
+    two on one node at once; an exclusive step runs on the lab's node, alone, with every CPU of that node."""
+    p = subprocess.run([sys.executable, "-c", SCRIPT, cluster], capture_output=True, text=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    data = json.loads(p.stdout.strip().splitlines()[-1])
+    spans = data["spans"]
+    assert set(spans) == {"big0", "big1", "big2", "small0", "small1", "speed"}
+
+    def overlap(a, b):
+        return spans[a][1] < spans[b][2] and spans[b][1] < spans[a][2]
+
+    bigs = ["big0", "big1", "big2"]
+    assert len({spans[b][0] for b in bigs}) == 2  # the memory sent one of them to the other node
+    for i, a in enumerate(bigs):
+        for b in bigs[i + 1:]:
+            assert not (spans[a][0] == spans[b][0] and overlap(a, b)), (a, b, spans)
+    assert spans["speed"][0] == data["mine"] and spans["speed"][3] == "2"
+    assert not any(overlap("speed", s) for s in spans if s != "speed")
+    assert spans["speed"][1] >= spans["big0"][2]
+    assert all(spans[s][3] == "1" for s in spans if s != "speed")
+
+
+def test_ray_address_where_nothing_answers_is_one_line_before_anything_runs(tmp_path):
+    res = run_cli(["run", *LAB_ARGS, "--out", str(tmp_path / "r"), "--ray-address", "127.0.0.1:1"], timeout=120)
+    assert res.rc == 2 and res.err.strip().startswith("quantlab: error: --ray-address 127.0.0.1:1: nothing answers")
+    assert len(res.err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()
