@@ -97,6 +97,53 @@ def test_steps_that_do_not_fit_one_node_together_never_share_it(cluster):
     assert all(spans[s][3] == "1" for s in spans if s != "speed")
 
 
+ROWS = textwrap.dedent("""
+    import json, sys
+    import ray
+    from quantlab.analyze.sensitivity import Bench
+    from quantlab.quantize.groups import build_recipe
+
+    ray.init(address=sys.argv[1], log_to_driver=False)
+    recipes = [build_recipe(16, {}), build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4}),
+               build_recipe(16, {"lm_head": 8})]
+
+    @ray.remote(num_cpus=2)  # as the lab's analyze step: every CPU of its node, while its actors need CPUs too
+    def analyze_step(folder):
+        import os
+        bench = Bench(folder, tokens=40)
+        res = bench.measure_all(recipes, on_ray=True)
+        left = sorted(f for f in os.listdir(folder) if f.startswith(".analyze-"))
+        bench.cleanup()
+        return {"scores": res, "left": left}
+
+    print(json.dumps(ray.get(analyze_step.remote(sys.argv[2]))))
+""")
+
+
+def test_sensitivity_rows_on_ray_actors_score_as_one_process(cluster, quantized_copy):
+    """The search's rows measured by Ray actors (from inside a task holding its node's CPUs, as the lab's analyze step
+    does) give the scores the bench gives measuring them itself: KL and perplexity within 1e-6 relative, top-1 and
+    bytes equal; the actors' scratch files and the FP32 logits file are gone afterwards."""
+    import pytest
+
+    from quantlab.analyze.sensitivity import Bench
+    from quantlab.quantize.groups import build_recipe
+
+    folder, _ = quantized_copy
+    p = subprocess.run([sys.executable, "-c", ROWS, cluster, str(folder)], capture_output=True, text=True, env=ENV,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["left"] == [".analyze-candidate.tflite"] or out["left"] == []  # the main bench's own scratch file only
+    recipes = [build_recipe(16, {}), build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4}),
+               build_recipe(16, {"lm_head": 8})]
+    alone = Bench(folder, tokens=40).measure_all(recipes)
+    for a, b in zip(out["scores"], alone):
+        assert a["kl"] == pytest.approx(b["kl"], rel=1e-6, abs=1e-9)
+        assert a["perplexity"] == pytest.approx(b["perplexity"], rel=1e-6)
+        assert a["top1_agreement"] == b["top1_agreement"] and a["bytes"] == b["bytes"]
+
+
 def test_ray_address_where_nothing_answers_is_one_line_before_anything_runs(tmp_path):
     res = run_cli(["run", *LAB_ARGS, "--out", str(tmp_path / "r"), "--ray-address", "127.0.0.1:1"], timeout=120)
     assert res.rc == 2 and res.err.strip().startswith("quantlab: error: --ray-address 127.0.0.1:1: nothing answers")

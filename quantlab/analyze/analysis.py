@@ -23,13 +23,14 @@ RECIPES_DIR = "recipes"
 
 
 def analyze(folder: Path, cfg: SearchConfig = SearchConfig(), tokens: int = 256, quiet: bool = False,
-            float_column: bool = False, jobs: int = 1) -> dict:
-    """jobs: sensitivity rows measured side by side (sensitivity.py), as cores and memory allow."""
+            float_column: bool = False, jobs: int = 1, on_ray: bool = False) -> dict:
+    """jobs: sensitivity rows measured side by side (sensitivity.py), as cores and memory allow. on_ray: by Ray
+    actors across the cluster this process is connected to (the lab on `--ray-address`)."""
     folder = Path(folder)
     t0 = time.perf_counter()
     bench = Bench(folder, tokens)
     try:
-        sens = sensitivity(bench, quiet=quiet, float_column=float_column, jobs=jobs)
+        sens = sensitivity(bench, quiet=quiet, float_column=float_column, jobs=jobs, on_ray=on_ray)
         found = search(bench, sens, cfg, quiet=quiet)
     finally:
         bench.cleanup()

@@ -7,7 +7,8 @@ The rows are independent, so with `jobs` > 1 they are measured side by side: a w
 pinned to its core with one LiteRT thread, started fresh (spawn: a forked copy of this process would inherit LiteRT
 thread pools and OpenMP state whose threads did not come along) and reading the FP32 logits from a file. Quantizing a
 row (ai-edge-quantizer) uses one core, and LiteRT's int16 kernels gain 1.55x from a second thread, so two rows at a
-time on 2 cores do more than one row on both (docs/results/2026-12-02.md §13); the scores are the same.
+time on 2 cores do more than one row on both (docs/results/2026-12-02.md §13); the scores are the same. When the lab
+runs on Ray, the rows are measured by Ray actors across the cluster instead (ray_rows.py).
 """
 
 from __future__ import annotations
@@ -89,24 +90,33 @@ class Bench:
         self._scored[key] = {k: metrics[k] for k in ("kl", "top1_agreement", "perplexity")}
         return {**self._scored[key], "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
 
-    def measure_all(self, recipes: list[list[dict]], quiet: bool = False, desc: str = "", jobs: int = 1) -> list[dict]:
+    def measure_all(self, recipes: list[list[dict]], quiet: bool = False, desc: str = "", jobs: int = 1,
+                    on_ray: bool = False) -> list[dict]:
         """`measure` of each recipe; with `jobs` > 1 side by side in worker processes as far as this machine's cores
-        and memory allow (see the module's docstring), else one after another; every score is remembered here."""
+        and memory allow (see the module's docstring), with `on_ray` by Ray actors across the cluster this process is
+        connected to (ray_rows.py), else one after another; every score is remembered here."""
         workers = row_workers(self.fp32_path, len(recipes), jobs)
-        if workers < 2:
+        if (workers < 2 and not on_ray) or len(recipes) < 2:
             return [self.measure(r) for r in steps(recipes, desc=desc, quiet=quiet)]
         import multiprocessing as mp
 
         window = np.asarray(self.window)
         logits = np.concatenate(list(self.reference.chunks(self.window)))
         np.savez(self.folder / REFERENCE_FILE, window=window, logits=logits)
-        ctx = mp.get_context("spawn")
-        cpus = ctx.Queue()
-        for c in sorted(os.sched_getaffinity(0))[:workers]:
-            cpus.put(c)
         try:
-            with ctx.Pool(workers, initializer=_start_worker, initargs=(str(self.folder), cpus)) as pool:
-                results = list(steps(pool.imap(_measure_row, recipes), desc=desc, total=len(recipes), quiet=quiet))
+            if on_ray:
+                from quantlab.analyze.ray_rows import measure_rows
+
+                rows = measure_rows(self.folder, recipes, ROW_MEMORY_X * self.fp32_path.stat().st_size / 1e6)
+                results = list(steps(rows, desc=desc, total=len(recipes), quiet=quiet))
+            else:
+                ctx = mp.get_context("spawn")
+                cpus = ctx.Queue()
+                for c in sorted(os.sched_getaffinity(0))[:workers]:
+                    cpus.put(c)
+                with ctx.Pool(workers, initializer=_start_worker, initargs=(str(self.folder), cpus)) as pool:
+                    results = list(steps(pool.imap(_measure_row, recipes), desc=desc, total=len(recipes),
+                                         quiet=quiet))
         finally:
             (self.folder / REFERENCE_FILE).unlink(missing_ok=True)
             for f in self.folder.glob(".analyze-row-*.tflite"):
@@ -124,6 +134,7 @@ class Bench:
 
 
 REFERENCE_FILE = ".analyze-reference.npz"  # the window and FP32's logits, for the row workers
+ROW_MEMORY_X = 3  # a row worker peaks at about 3x the FP32 main's bytes (270M: ~3 GB)
 _WORKER: Bench | None = None
 
 
@@ -144,7 +155,7 @@ def row_workers(fp32_path: Path, rows: int, jobs: int) -> int:
     peaked at ~3 GB, about 3x its FP32 main; the 1B shape scales with it)."""
     import psutil
 
-    per_worker = 3 * fp32_path.stat().st_size
+    per_worker = ROW_MEMORY_X * fp32_path.stat().st_size
     fit = int(psutil.virtual_memory().available * 0.8 // per_worker)
     return max(1, min(jobs, cores(), fit, rows))
 
@@ -160,7 +171,8 @@ def _measure_row(recipe: list[dict]) -> dict:
     return _WORKER.measure(recipe)
 
 
-def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False, jobs: int = 1) -> dict:
+def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False, jobs: int = 1,
+                on_ray: bool = False) -> dict:
     """KL and top-1 vs FP32 with everything at int16 except one op group, which is at int8 (and, with
     `float_column`, left float: what int16 on that group costs; a diagnostic the search does not use, off by default,
     half the sensitivity's time).
@@ -175,7 +187,8 @@ def sensitivity(bench: Bench, quiet: bool = False, float_column: bool = False, j
             recipes[(g.name, None)] = build_recipe(16, {g.name: None})
         if g.is_fc:  # fully-connected groups: also 4-bit weights (int16 activations), the search's other axis
             recipes[(g.name, 4)] = build_recipe(16, {}, weight_overrides={g.name: 4})
-    measured = dict(zip(recipes, bench.measure_all(list(recipes.values()), quiet, "sensitivity (op groups)", jobs)))
+    measured = dict(zip(recipes, bench.measure_all(list(recipes.values()), quiet, "sensitivity (op groups)", jobs,
+                                                           on_ray)))
     base, all8 = measured[("all", 16)], measured[("all", 8)]
     none = {"kl": None, "top1_agreement": None}
     rows = []

@@ -60,12 +60,12 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
     if not cfg.analyze:
         return []
     search = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc, exhaustive=cfg.full_search)
-    tokens, out, jobs = cfg.analyze_tokens, cfg.out, len(lab.resources.slots())
+    tokens, out, jobs, on_ray = cfg.analyze_tokens, cfg.out, len(lab.resources.slots()), lab.ray is not None
 
     def run() -> dict:
         from quantlab.analyze.analysis import analyze as analyze_folder
 
-        res = analyze_folder(out, search, tokens=tokens, quiet=True, jobs=jobs)
+        res = analyze_folder(out, search, tokens=tokens, quiet=True, jobs=jobs, on_ray=on_ray)
         return {"chosen": res["search"]["chosen"], "smallest": res["search"]["smallest"], "seconds": res["seconds"]}
 
     def record(_: Any) -> None:
