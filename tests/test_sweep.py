@@ -1,5 +1,5 @@
 """`quantlab sweep` on a real local Ray cluster (a head and a worker process on 127.0.0.1): two tiny models × two
-schemes × two SoCs, one lab per model as a Ray task, merged into one comparison report."""
+schemes × two SoCs, one lab per model, its steps as Ray tasks, merged into one comparison report."""
 
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, tmp_
     assert data["pareto"] and all(len(k) == 3 for k in data["pareto"])
     md = (out / "sweep.md").read_text()
     assert "## NPU coverage per SoC" in md and "| SM8650 |" in md and "random weights" in md
+    for m in ("tiny-random", "tiny-random-w512"):  # each lab's steps ran as Ray tasks on the cluster's nodes
+        steps = json.loads((out / m / ".quantlab-run.json").read_text())["steps"]
+        assert {"export", "quantize:int8", "compile:int16_w8:SM8650"} <= set(steps)
+        assert all(len(r["where"]["node"]) == 56 for r in steps.values()), steps
     assert (out / "tiny-random" / "report.html").is_file() and (out / "tiny-random-w512" / "manifest.json").is_file()
 
 

@@ -1,10 +1,11 @@
-"""Run a sweep's labs as Ray tasks — a local Ray by default, or the cluster at `ray_address` — and merge them.
+"""Run a sweep's labs on Ray — a local Ray by default, or the cluster at `ray_address` — and merge them.
 
-One task per model: its lab builds every scheme and compiles for every SoC (they share that model's export and
-calibration). A task declares the memory its lab peaks at (measured: tiny 2 GB, 270M 12 GB, 1B shape 16 GB), so Ray
-never places two labs that would not fit together on one machine; each lab runs as its own `quantlab run` process
-(its console output in its folder's quantlab.log). On a cluster every node must see the sweep folder at the same path
-(a shared filesystem) and have quantlab installed.
+One lab per model (its schemes and SoCs share that model's export and calibration), each a `quantlab run` process
+started by a Ray task, given the cluster's address: the lab's own steps (export, calibrate, the search's rows,
+quantize, compile, evaluate) are then Ray tasks of their own, each declaring the memory it peaks at (lab/ray_steps.py),
+so the steps of every lab spread over the cluster's nodes and two that would not fit one node together never share
+it. The lab's process itself only waits on its steps: its task declares no CPU and 1 GB. On a cluster every node
+must see the sweep folder at the same path (a shared filesystem) and have quantlab installed.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from pathlib import Path
 
 from quantlab.errors import UserError
 
-PEAK_GB = {"tiny-random": 2, "tiny-random-w512": 2, "gemma3-270m": 12, "gemma3-1b-random": 16}
-DEFAULT_PEAK_GB = 16
+LAB_PROCESS_GB = 1  # a lab whose steps are Ray tasks: its own process holds the manifest and waits
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class SweepConfig:
             check_spec(m)
         parse_all(self.schemes)
         object.__setattr__(self, "socs", tuple(resolve_soc(s) for s in self.socs))
-        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "out", Path(self.out).resolve())  # the labs run in Ray workers' folders
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file; pass a folder")
         names = [folder_name(m) for m in self.models]
@@ -87,13 +87,14 @@ def run_sweep(cfg: SweepConfig, log=print) -> list[dict]:
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
+        address = cfg.ray_address or ray.get_runtime_context().gcs_address
         task = ray.remote(_run_lab)
         pending = {}
         for m in cfg.models:
-            gb = PEAK_GB.get(m, DEFAULT_PEAK_GB)
-            ref = task.options(num_cpus=1, memory=gb * 2**30, name=f"lab {m}").remote(cfg.argv(m))
+            argv = [*cfg.argv(m), "--ray-address", address]
+            ref = task.options(num_cpus=0, memory=LAB_PROCESS_GB * 2**30, name=f"lab {m}").remote(argv)
             pending[ref] = m
-            log(f"[sweep] lab {m}: queued (declares {gb} GB)")
+            log(f"[sweep] lab {m}: started, its steps as Ray tasks on {address}")
         results = []
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
