@@ -29,12 +29,23 @@ def cores() -> int:
 
 
 def pin_to(cpus: set[int]) -> None:
-    """Run this process (and what it starts) on `cpus` only, with as many threads as cores: OpenMP reads
-    OMP_NUM_THREADS when torch loads, and a torch already loaded is told directly."""
+    """Run this process (and what it starts) on `cpus` only, with as many threads as cores."""
     os.sched_setaffinity(0, cpus)
-    os.environ["OMP_NUM_THREADS"] = str(len(cpus))
+    _openmp_threads(len(cpus))
+
+
+def limit_threads(n: int) -> None:
+    """Use `n` threads without pinning: for a process given `n` CPUs by a scheduler that does not pin (a Ray task);
+    `cores()` then says `n`."""
+    os.environ[THREADS_ENV] = str(n)
+    _openmp_threads(n)
+
+
+def _openmp_threads(n: int) -> None:
+    """OpenMP reads OMP_NUM_THREADS when torch loads, and a torch already loaded is told directly."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
     if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(len(cpus))
+        sys.modules["torch"].set_num_threads(n)
 
 
 def peak_rss_mb() -> float:

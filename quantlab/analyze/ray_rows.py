@@ -9,7 +9,6 @@ one process (tests/test_ray_lab.py).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterator
 
@@ -18,9 +17,9 @@ class _Row:
     """A Ray actor: one row worker."""
 
     def __init__(self, folder: str, worker: int) -> None:
-        from quantlab.procmon import THREADS_ENV
+        from quantlab.procmon import limit_threads
 
-        os.environ[THREADS_ENV] = os.environ["OMP_NUM_THREADS"] = "1"
+        limit_threads(1)  # before torch and LiteRT load
         from quantlab.analyze.sensitivity import Bench
 
         self.bench = Bench(Path(folder), worker=worker)

@@ -96,7 +96,9 @@ class RunConfig:
         if self.jobs is not None and self.jobs < 1:
             raise UserError(f"--jobs must be at least 1, got {self.jobs}")
         if self.ray_address is not None:
-            _check_ray_address(self.ray_address)
+            from quantlab.lab.ray_steps import check_address
+
+            check_address(self.ray_address)
         if self.eval_tokens is not None and self.eval_tokens < 2:
             raise UserError(f"--eval-tokens must be at least 2, got {self.eval_tokens}")
         try:
@@ -130,17 +132,6 @@ class RunConfig:
 
 # Fields that change where or how the lab runs, not what it makes: in no stage's key.
 NOT_INPUTS = frozenset({"out", "overwrite", "jobs", "ray_address"})
-
-
-def _check_ray_address(address: str) -> None:
-    """`local`, `auto` (the cluster this machine's `ray start` joined) or host:port, where something answers."""
-    import re
-
-    from quantlab.lab.ray_steps import probe
-
-    if address not in ("local", "auto") and not re.fullmatch(r"(ray://)?[A-Za-z0-9_.-]+:\d{1,5}", address):
-        raise UserError(f"--ray-address {address!r}: pass host:port of a Ray head (e.g. 10.0.0.5:6379), auto or local")
-    probe(address)
 
 
 def _check_model(spec: str) -> None:

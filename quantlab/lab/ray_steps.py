@@ -22,23 +22,24 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, Callable
 
 from quantlab.errors import StepKilled, UserError
 from quantlab.lab.stages import Step
 
 LOCAL = "local"
+_ADDRESS = re.compile(r"(?:ray://)?([A-Za-z0-9_.-]+):(\d{1,5})")  # a head's host:port
 
 
 def _run_task(fn: Callable[[], Any], cwd: str, threads: int) -> dict:
     """The body of every task: the step in the lab's working directory, with `threads` threads."""
     import ray
 
-    from quantlab.procmon import THREADS_ENV, peak_rss_mb
+    from quantlab.procmon import limit_threads, peak_rss_mb
 
     os.chdir(cwd)
-    os.environ[THREADS_ENV] = str(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    limit_threads(threads)
     result = fn()
     return {"result": result, "peak_mb": peak_rss_mb(), "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid()}
@@ -157,12 +158,19 @@ class RayRunner:
             raise RuntimeError(f"steps {', '.join(s.name for s in pending)} wait for each other")
 
 
+def check_address(address: str) -> None:
+    """`local`, `auto` (the cluster this machine's `ray start` joined) or host:port, where something answers; else a
+    one-line UserError naming the fix."""
+    if address not in (LOCAL, "auto") and _ADDRESS.fullmatch(address) is None:
+        raise UserError(f"--ray-address {address!r}: pass host:port of a Ray head (e.g. 10.0.0.5:6379), auto or local")
+    probe(address)
+
+
 def probe(address: str) -> None:
     """A host:port with nothing listening fails here in seconds (ray.init would retry for minutes)."""
-    import re
     import socket
 
-    m = re.fullmatch(r"(?:ray://)?(.+):(\d+)", address)
+    m = _ADDRESS.fullmatch(address)
     if m is None:
         return
     try:
