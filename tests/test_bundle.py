@@ -39,7 +39,7 @@ def bundled(lab):
 def _quantlab_scores(arts: ArtifactSet, prompt: str, target: str) -> list[float]:
     sess = arts.session()
     logits = sess.prefill(arts.encode(prompt))
-    tgt = arts.tokenizer(target, add_special_tokens=False).input_ids
+    tgt = arts.tokenizer.encode(target)
     out = []
     for k, tok in enumerate(tgt):
         out.append(float(log_softmax(logits)[tok]))

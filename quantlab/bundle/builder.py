@@ -52,8 +52,8 @@ def llm_metadata(arts: ArtifactSet) -> bytes:
     md.pad_token.token_ids.ids.append(info.pad_token_id)
     md.max_num_tokens = arts.host.cache_len
     md.llm_model_type.CopyFrom(llm_model_type_pb2.LlmModelType(gemma3=llm_model_type_pb2.Gemma3()))
-    template = getattr(arts.tokenizer, "chat_template", None)
-    if isinstance(template, str) and template:
+    template = arts.tokenizer.chat_template
+    if template:
         # (as litert-torch writes it for LiteRT-LM's minijinja: no generation tags, no .get())
         template = re.sub(r"\{%-?\s*(?:end)?generation\s*-?%\}", "", template)
         md.jinja_prompt_template = re.sub(r"\.get\(\s*(['\"][^'\"]+['\"])\s*\)", r"[\1]", template)

@@ -20,6 +20,7 @@ from quantlab.errors import UserError
 from quantlab.runtime.host_inputs import HostParams
 from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.sampling import Sampler, SamplerConfig
+from quantlab.runtime.tokenizer import Tokenizer
 
 
 @dataclass
@@ -58,8 +59,6 @@ class ArtifactSet:
     data: manifest.Manifest = field(init=False)
 
     def __post_init__(self) -> None:
-        from transformers import AutoTokenizer
-
         self.folder = Path(self.folder)
         self.data = manifest.load(self.folder)
         mains = sorted(self.data.mains())
@@ -67,7 +66,7 @@ class ArtifactSet:
             raise UserError(f"variant {self.variant!r} is not in {self.folder}; available: {', '.join(mains)}")
         self.host = HostParams.from_dict(self.data.host)
         self.model_info = self.data.model
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder / manifest.TOKENIZER_DIR))
+        self.tokenizer = Tokenizer(self.folder / manifest.TOKENIZER_DIR)
         self.prefill_sig = layout.prefill_signature(self.host.prefill_len)
 
     @property
@@ -89,7 +88,7 @@ class ArtifactSet:
 
     def encode(self, text: str) -> list[int]:
         """Token ids with BOS first (Gemma3 needs it: without it perplexity rises ~6x)."""
-        ids = self.tokenizer(text, add_special_tokens=False).input_ids
+        ids = self.tokenizer.encode(text)
         return [self.model_info.bos_token_id, *ids]
 
     def session(self, main: "MainRunner | None" = None) -> "Session":
