@@ -1,6 +1,7 @@
 """`quantlab run --ray-address`: the lab's steps as Ray tasks on a real local cluster (a head and a worker process on
 127.0.0.1, tests/conftest.py), which declare their memory so that two that do not fit one node together never share
-it, and which make the very artifacts and figures the local run makes."""
+it. That a lab on the cluster makes the very artifacts and figures the local run makes: tests/test_sweep.py (its
+labs are `quantlab run --ray-address` processes)."""
 
 from __future__ import annotations
 
@@ -10,49 +11,16 @@ import subprocess
 import sys
 import textwrap
 
-from quantlab import manifest
 from tests.conftest import LAB_ARGS
 from tests.helpers import run_cli
 
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # as the `cluster` fixture's
 
 
-def _node_ids(address: str) -> set[str]:
-    code = (f"import json, ray; ray.init(address={address!r}, log_to_driver=False); "
-            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    return set(json.loads(p.stdout.strip().splitlines()[-1]))
-
-
-def test_lab_steps_as_ray_tasks_make_what_the_local_lab_makes(cluster, lab, tmp_path):
-    """The session's local lab (`lab`) and a lab run as Ray tasks on the same options build the same int16_w8 main
-    (same sha256) and score it the same (perplexity, KL, top-1, largest logit difference equal to 1e-9: the same bytes on the same kernels);
-    every step ran as a task of its own (its own worker process) on a node of the cluster."""
-    out = tmp_path / "ray-run"
-    res = run_cli(["run", *LAB_ARGS, "--out", str(out), "--schemes", "int16_w8", "--no-analyze", "--no-bundle",
-                   "--no-per-op", "--ray-address", cluster])
-    assert res.rc == 0, res.err[-3000:]
-    assert "Ray: 2 node(s), 4 CPUs" in res.err
-    ours, local = manifest.load(out), manifest.load(lab)
-    for v in ("fp32", "int16_w8"):
-        assert ours.artifacts[v].sha256 == local.artifacts[v].sha256, v
-    a, b = ours.artifacts["int16_w8"].metrics, local.artifacts["int16_w8"].metrics
-    assert a.tokens_scored == b.tokens_scored > 0
-    for k in ("perplexity", "kl", "top1_agreement", "max_abs_logit_diff"):
-        assert abs(getattr(a, k) - getattr(b, k)) <= 1e-9 * abs(getattr(b, k)), (k, getattr(a, k), getattr(b, k))
-    assert ours.artifacts["int16_w8"].compiled["SM8750"].coverage == local.artifacts["int16_w8"].compiled["SM8750"].coverage
-    steps = json.loads((out / ".quantlab-run.json").read_text())["steps"]
-    assert {"export", "calibrate", "quantize:int16_w8", "compile:int16_w8:SM8750", "evaluate:int16_w8"} <= set(steps)
-    nodes = _node_ids(cluster)
-    assert all(rec["where"]["node"] in nodes for rec in steps.values()), steps
-    pids = [rec["where"]["pid"] for rec in steps.values()]
-    assert len(set(pids)) == len(pids)  # max_calls=1: a fresh worker per step, its memory back when it ends
-
-
 SCRIPT = textwrap.dedent("""
     import json, sys, time
     from quantlab.lab.ray_steps import RayRunner
+    from quantlab.lab.scheduler import run_steps
     from quantlab.lab.stages import Step
 
     def span():
@@ -68,8 +36,8 @@ SCRIPT = textwrap.dedent("""
     declared = {**{s.name: 2000.0 for s in big}, **{s.name: 200.0 for s in small}, "speed": 200.0}
     spans = {}
     with RayRunner(sys.argv[1], log=lambda s: None) as r:
-        r.run_steps([*big, *small, speed], lambda s: declared[s.name],
-                    lambda s, res, peak, secs, where: spans.__setitem__(s.name, res))
+        run_steps([*big, *small, speed], r.backend(lambda s: declared[s.name]),
+                  lambda s, res, peak, secs, where: spans.__setitem__(s.name, res))
         print(json.dumps({"spans": spans, "mine": r.node_id}))
 """)
 
@@ -104,8 +72,7 @@ ROWS = textwrap.dedent("""
     from quantlab.quantize.groups import build_recipe
 
     ray.init(address=sys.argv[1], log_to_driver=False)
-    recipes = [build_recipe(16, {}), build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4}),
-               build_recipe(16, {"lm_head": 8})]
+    recipes = [build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4})]
 
     @ray.remote(num_cpus=2)  # as the lab's analyze step: every CPU of its node, while its actors need CPUs too
     def analyze_step(folder):
@@ -135,8 +102,7 @@ def test_sensitivity_rows_on_ray_actors_score_as_one_process(cluster, quantized_
     assert p.returncode == 0, p.stderr[-3000:]
     out = json.loads(p.stdout.strip().splitlines()[-1])
     assert out["left"] == [".analyze-candidate.tflite"] or out["left"] == []  # the main bench's own scratch file only
-    recipes = [build_recipe(16, {}), build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4}),
-               build_recipe(16, {"lm_head": 8})]
+    recipes = [build_recipe(16, {"attn_o": 8}), build_recipe(16, {}, weight_overrides={"mlp_in": 4})]
     alone = Bench(folder, tokens=40).measure_all(recipes)
     for a, b in zip(out["scores"], alone):
         assert a["kl"] == pytest.approx(b["kl"], rel=1e-6, abs=1e-9)

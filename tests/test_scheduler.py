@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from quantlab.lab.scheduler import Resources, run_steps
+from quantlab.lab.scheduler import Forked, Resources, run_steps
 from quantlab.lab.stages import Step
 
 CPUS = tuple(sorted(os.sched_getaffinity(0)))
@@ -33,12 +33,12 @@ def run(steps: list[Step], jobs: int = 2, budget_mb: float = 10_000) -> dict[str
     got: dict[str, dict] = {}
     order: list[str] = []
 
-    def done(step, result, peak_mb, seconds):
+    def done(step, result, peak_mb, seconds, where):
         got[step.name] = result
         order.append(step.name)
         assert peak_mb > 0 and seconds > 0
 
-    run_steps(steps, Resources(CPUS, jobs, budget_mb), lambda s: s.memory_gb * 1e3, done)
+    run_steps(steps, Forked(Resources(CPUS, jobs, budget_mb), lambda s: s.memory_gb * 1e3), done)
     got["order"] = order  # type: ignore[assignment]
     return got
 
@@ -85,7 +85,7 @@ def test_a_failure_lets_the_running_step_finish_starts_nothing_new_and_raises():
     got: dict[str, dict] = {}
     steps = [Step("s:slow", probe(1.5)), Step("s:bad", probe(0.2, fail=True)), Step("s:later", probe(0.1))]
     with pytest.raises(ValueError, match="this step fails"):
-        run_steps(steps, Resources(CPUS, 2, 10_000), lambda s: 0.0, lambda s, r, p, t: got.update({s.name: r}))
+        run_steps(steps, Forked(Resources(CPUS, 2, 10_000), lambda s: 0.0), lambda s, r, p, t, w: got.update({s.name: r}))
     assert set(got) == {"s:slow"}  # finished and recorded; s:later never started
 
 

@@ -1,5 +1,6 @@
 """`quantlab sweep` on a real local Ray cluster (a head and a worker process on 127.0.0.1): two tiny models × two
-schemes × two SoCs, one lab per model, its steps as Ray tasks, merged into one comparison report."""
+schemes × two SoCs, one lab per model, its steps as Ray tasks, merged into one comparison report; the lab of the
+session's local run (`lab`, tests/conftest.py) made there as Ray tasks is the local lab's, byte for byte."""
 
 from __future__ import annotations
 
@@ -9,14 +10,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+from quantlab import manifest
+from tests.conftest import LAB_MODEL
+
 ENV = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # as the `cluster` fixture's
 
 
-def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, tmp_path):
+def _node_ids(address: str) -> set[str]:
+    code = (f"import json, ray; ray.init(address={address!r}, log_to_driver=False); "
+            "print(json.dumps([n['NodeID'] for n in ray.nodes() if n['Alive']]))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return set(json.loads(p.stdout.strip().splitlines()[-1]))
+
+
+def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, lab, tmp_path):
+    """Besides the sweep's own report: the tiny-random-w512 lab, run with the session's local lab's options (all but
+    the search, per-op SNR and bundles, which change no main), builds the same fp32 and int16_w8 mains (sha256) and
+    scores int16_w8 the same (perplexity, KL, top-1, largest logit difference within 1e-9: the same bytes on the same
+    kernels); every step of both labs ran as a Ray task of its own (a fresh worker process) on a node of the cluster."""
     out = tmp_path / "sweep"
-    argv = [sys.executable, "-m", "quantlab.cli", "sweep", "--models", "tiny-random,tiny-random-w512",
+    argv = [sys.executable, "-m", "quantlab.cli", "sweep", "--models", f"tiny-random,{LAB_MODEL}",
             "--schemes", "int8,int16_w8", "--soc", "SM8750", "--soc", "SM8650", "--out", str(out),
-            "--ray-address", cluster, "--no-analyze", "--no-bundle", "--no-per-op", "--eval-tokens", "24",
+            "--ray-address", cluster, "--no-analyze", "--no-bundle", "--no-per-op",
             "--prefill-len", "8", "--cache-len", "64"]
     p = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=1800)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -33,10 +49,21 @@ def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, tmp_
     assert data["pareto"] and all(len(k) == 3 for k in data["pareto"])
     md = (out / "sweep.md").read_text()
     assert "## NPU coverage per SoC" in md and "| SM8650 |" in md and "random weights" in md
-    for m in ("tiny-random", "tiny-random-w512"):  # each lab's steps ran as Ray tasks on the cluster's nodes
+    nodes, pids = _node_ids(cluster), []
+    for m in ("tiny-random", LAB_MODEL):  # each lab's steps ran as Ray tasks on the cluster's nodes
         steps = json.loads((out / m / ".quantlab-run.json").read_text())["steps"]
-        assert {"export", "quantize:int8", "compile:int16_w8:SM8650"} <= set(steps)
-        assert all(len(r["where"]["node"]) == 56 for r in steps.values()), steps
+        assert {"export", "calibrate", "quantize:int8", "compile:int16_w8:SM8650", "evaluate:int16_w8"} <= set(steps)
+        assert all(rec["where"]["node"] in nodes for rec in steps.values()), steps
+        pids += [rec["where"]["pid"] for rec in steps.values()]
+    assert len(set(pids)) == len(pids)  # max_calls=1: a fresh worker per step, its memory back when it ends
+    ours, local = manifest.load(out / LAB_MODEL), manifest.load(lab)
+    for v in ("fp32", "int16_w8"):
+        assert ours.artifacts[v].sha256 == local.artifacts[v].sha256, v
+    a, b = ours.artifacts["int16_w8"].metrics, local.artifacts["int16_w8"].metrics
+    assert a.tokens_scored == b.tokens_scored > 0
+    for k in ("perplexity", "kl", "top1_agreement", "max_abs_logit_diff"):
+        assert abs(getattr(a, k) - getattr(b, k)) <= 1e-9 * abs(getattr(b, k)), (k, getattr(a, k), getattr(b, k))
+    assert ours.artifacts["int16_w8"].compiled["SM8750"].coverage == local.artifacts["int16_w8"].compiled["SM8750"].coverage
     assert (out / "tiny-random" / "report.html").is_file() and (out / "tiny-random-w512" / "manifest.json").is_file()
 
 

@@ -16,7 +16,7 @@ from quantlab.errors import UserError
 from quantlab.lab import eta
 from quantlab.lab import steps as stage_steps
 from quantlab.lab.config import RunConfig
-from quantlab.lab.scheduler import Resources, run_steps
+from quantlab.lab.scheduler import Forked, Resources, run_steps
 from quantlab.lab.stages import STAGES, ConfigView, Plan, Stage, Step, validate_order
 from quantlab.lab.state import RunState, key_of
 
@@ -141,10 +141,9 @@ class Lab:
                 step.record(self.state.result(step.name))
 
         try:
-            if self.ray is not None:
-                self.ray.run_steps(todo, self._memory_mb, done)
-            else:
-                run_steps(todo, self.resources, self._memory_mb, done)
+            backend = self.ray.backend(self._memory_mb) if self.ray is not None else Forked(self.resources,
+                                                                                            self._memory_mb)
+            run_steps(todo, backend, done)
         finally:
             t["seconds"] += time.perf_counter() - t0
 

@@ -46,8 +46,9 @@ def _run_task(fn: Callable[[], Any], cwd: str, threads: int) -> dict:
 
 
 class RayRunner:
-    """A connection to Ray for one lab run (`with RayRunner(address) as r: r.run_steps(...)`). address: `local` starts
-    a Ray on this machine (every core), else host:port of a running cluster's head."""
+    """A connection to Ray for one lab run (`with RayRunner(address) as r: run_steps(steps, r.backend(mem), done)`,
+    scheduler.run_steps). address: `local` starts a Ray on this machine (every core), else host:port of a running
+    cluster's head."""
 
     def __init__(self, address: str, log: Callable[[str], None] = print) -> None:
         self.address, self.log = address, log
@@ -86,76 +87,63 @@ class RayRunner:
 
         ray.shutdown()
 
-    def run_steps(self, steps: list[Step], memory_mb: Callable[[Step], float],
-                  done: Callable[[Step, Any, float, float, dict], None]) -> None:
-        """As scheduler.run_steps: `done(step, result, peak_mb, seconds, where)` in the order steps finish, `where`
-        naming the node and process the step ran in."""
-        import time
+    def backend(self, memory_mb: Callable[[Step], float]) -> "_Tasks":
+        """The steps as tasks of this connection, for scheduler.run_steps; `memory_mb(step)`: its declared peak."""
+        return _Tasks(self, memory_mb)
 
+
+class _Tasks:
+    """scheduler.Backend on Ray: every ready step is submitted at once (Ray holds it until its memory and CPUs are
+    free on some node); its handle is the task's object ref."""
+
+    def __init__(self, runner: RayRunner, memory_mb: Callable[[Step], float]) -> None:
         import ray
+
+        self.runner, self.memory_mb = runner, memory_mb
+        self.task = ray.remote(max_calls=1, max_retries=0)(_run_task)
+        self.steps: dict[Any, Step] = {}
+        self.cwd = os.getcwd()
+
+    def start(self, step: Step, alone: bool) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        task = ray.remote(max_calls=1, max_retries=0)(_run_task)
-        names = {s.name for s in steps}
-        pending = list(steps)
-        running: dict[Any, tuple[Step, float]] = {}
-        finished: set[str] = set()
-        error: BaseException | None = None
-        cwd = os.getcwd()
+        r = self.runner
+        mem = self.memory_mb(step)
+        if mem > r.largest_node_mb:  # infeasible as declared: it gets the largest node to itself
+            r.log(f"  {step.name} declares {mem / 1e3:.1f} GB, more than any node offers; it asks for "
+                  f"{r.largest_node_mb / 1e3:.1f} GB")
+            mem = r.largest_node_mb
+        opts: dict[str, Any] = {"name": step.name, "memory": max(1, int(mem * 1e6)), "num_cpus": 1}
+        threads = 1
+        if step.exclusive:
+            opts.update(num_cpus=r.node_cpus, scheduling_strategy=NodeAffinitySchedulingStrategy(r.node_id, soft=False))
+            threads = r.node_cpus
+        elif alone:  # nothing else can start before it ends: a node's worth of CPUs (export, calibrate, search)
+            opts["num_cpus"] = threads = r.node_cpus
+        ref = self.task.options(**opts).remote(step.run, self.cwd, threads)
+        self.steps[ref] = step
+        return ref
 
-        def submit(s: Step, alone: bool = False) -> None:
-            mem = memory_mb(s)
-            if mem > self.largest_node_mb:  # infeasible as declared: it gets the largest node to itself
-                self.log(f"  {s.name} declares {mem / 1e3:.1f} GB, more than any node offers; it asks for "
-                         f"{self.largest_node_mb / 1e3:.1f} GB")
-                mem = self.largest_node_mb
-            opts: dict[str, Any] = {"name": s.name, "memory": max(1, int(mem * 1e6)), "num_cpus": 1}
-            threads = 1
-            if s.exclusive:
-                opts.update(num_cpus=self.node_cpus,
-                            scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_id, soft=False))
-                threads = self.node_cpus
-            elif alone:  # nothing else can start before it ends: a node's worth of CPUs (export, calibrate, search)
-                opts["num_cpus"] = threads = self.node_cpus
-            running[task.options(**opts).remote(s.run, cwd, threads)] = (s, time.perf_counter())
-            pending.remove(s)
+    def wait(self, handles: list) -> list:
+        import ray
 
-        def launch() -> None:
-            if error is not None:
-                return
-            ready = [s for s in pending if all(n in finished or n not in names for n in s.needs)]
-            exclusive = [s for s in ready if s.exclusive]
-            if exclusive:  # it waits until nothing of this lab runs, and nothing starts beside it
-                if not running:
-                    submit(exclusive[0])
-                return
-            for s in ready:
-                submit(s, alone=not running and len(ready) == 1)
+        return ray.wait(handles, num_returns=1)[0]
 
+    def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
+        import ray
+
+        step = self.steps.pop(handle)
         try:
-            launch()
-            while running:
-                ready_refs, _ = ray.wait(list(running), num_returns=1)
-                ref = ready_refs[0]
-                s, t0 = running.pop(ref)
-                try:
-                    out = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - raised once the others have finished
-                    error = error or _cause(exc, s, memory_mb(s))
-                    launch()
-                    continue
-                finished.add(s.name)
-                done(s, out["result"], out["peak_mb"], time.perf_counter() - t0,
-                     {"node": out["node"], "pid": out["pid"]})
-                launch()
-        except BaseException:
-            for ref in running:
-                ray.cancel(ref, force=True)
-            raise
-        if error is not None:
-            raise error
-        if pending:
-            raise RuntimeError(f"steps {', '.join(s.name for s in pending)} wait for each other")
+            out = ray.get(handle)
+        except Exception as exc:  # noqa: BLE001 - the step's own error, or StepKilled
+            raise _cause(exc, step, self.memory_mb(step)) from None
+        return out["result"], out["peak_mb"], {"node": out["node"], "pid": out["pid"]}
+
+    def stop(self, handles: list) -> None:
+        import ray
+
+        for ref in handles:
+            ray.cancel(ref, force=True)
 
 
 def check_address(address: str) -> None:

@@ -15,7 +15,8 @@ step that starts with nothing else running or waiting gets every core. An `exclu
 waits until nothing runs and runs alone on every core, so its figure is the machine's, not a shared one's.
 
 After a step fails, nothing new starts; the steps still running finish (their work is recorded) and the first error is
-raised. Ctrl-C stops every running step.
+raised. Ctrl-C stops every running step. The same loop (`run_steps`) drives the steps as Ray tasks
+(ray_steps.RayRunner): only where a step starts and how its end is awaited differ (`Backend`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from quantlab.lab.isolate import start_isolated
 from quantlab.lab.stages import Step
@@ -54,66 +55,107 @@ class Resources:
         return [frozenset(self.cpus[i::n]) for i in range(n)]
 
 
-def run_steps(steps: list[Step], res: Resources, memory_mb: Callable[[Step], float],
-              done: Callable[[Step, Any, float, float], None]) -> None:
-    """Run `steps` (all of them; the caller left out what is skipped). `memory_mb(step)`: its declared peak.
-    `done(step, result, peak_mb, seconds)` is called in the order steps finish, from this process."""
+class Backend(Protocol):
+    """Where steps run: `Forked` (children of this process, on this machine's cores) or ray_steps.RayRunner's tasks."""
+
+    def start(self, step: Step, alone: bool) -> Any | None:
+        """Start `step` and return its handle, or None when it cannot start now (no core, or memory, free).
+        alone: nothing else runs and nothing else can start before it ends; an exclusive step always starts alone."""
+
+    def wait(self, handles: list) -> list:
+        """Those of `handles` whose steps have ended (at least one; blocks until then)."""
+
+    def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
+        """An ended step's result, peak RSS (MB) and where it ran (None: this machine); raises the step's error."""
+
+    def stop(self, handles: list) -> None:
+        """Stop the running steps (Ctrl-C, or an error of this loop)."""
+
+
+class Forked:
+    """Each step a forked child (isolate.start_isolated) pinned to one slot of cores, or to every core when alone;
+    a step starts only while the declared memory of everything running plus its own stays within the budget, or
+    when nothing else runs. `memory_mb(step)`: its declared peak."""
+
+    def __init__(self, res: Resources, memory_mb: Callable[[Step], float]) -> None:
+        self.res, self.memory_mb = res, memory_mb
+        self.free = res.slots()
+        self.running: dict[Any, tuple[Any, list, float]] = {}  # conn → child, slots, declared MB
+
+    def start(self, step: Step, alone: bool) -> Any | None:
+        if not self.free:
+            return None
+        mb = self.memory_mb(step)
+        if self.running and sum(r[2] for r in self.running.values()) + mb > self.res.budget_mb:
+            return None  # a smaller step further on may fit
+        slots = list(self.free) if alone or step.exclusive else [self.free[0]]
+        cpus = set().union(*slots)
+        child = start_isolated(step.run, step.name, None if cpus == set(self.res.cpus) else cpus)
+        for slot in slots:
+            self.free.remove(slot)
+        self.running[child.conn] = (child, slots, mb)
+        return child.conn
+
+    def wait(self, handles: list) -> list:
+        return wait(handles)
+
+    def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
+        child, slots, _ = self.running.pop(handle)
+        self.free.extend(slots)
+        result, peak = child.finish()
+        return result, peak, None
+
+    def stop(self, handles: list) -> None:
+        for h in handles:
+            self.running[h][0].stop()
+
+
+def run_steps(steps: list[Step], backend: Backend,
+              done: Callable[[Step, Any, float, float, dict | None], None]) -> None:
+    """Run `steps` (all of them; the caller left out what is skipped) on `backend`. A step starts once the steps of
+    this list it `needs` have finished; an exclusive step waits until nothing runs and nothing starts beside it.
+    `done(step, result, peak_mb, seconds, where)` is called in the order steps finish, from this process."""
     names = {s.name for s in steps}
     pending = list(steps)
-    free = res.slots()
-    running: dict[Any, tuple[Step, Any, list, float, float]] = {}  # conn → step, child, slots, declared MB, start
+    running: dict[Any, tuple[Step, float]] = {}  # handle → step, start
     finished: set[str] = set()
     error: BaseException | None = None
 
-    def ready(s: Step) -> bool:
-        return all(n in finished or n not in names for n in s.needs)
-
-    def start(s: Step, slots: list) -> None:
-        cpus = set().union(*slots)
-        child = start_isolated(s.run, s.name, None if cpus == set(res.cpus) else cpus)
-        for slot in slots:
-            free.remove(slot)
-        running[child.conn] = (s, child, slots, memory_mb(s), time.perf_counter())
-        pending.remove(s)
+    def start(s: Step, alone: bool) -> None:
+        handle = backend.start(s, alone)
+        if handle is not None:
+            running[handle] = (s, time.perf_counter())
+            pending.remove(s)
 
     def launch() -> None:
         if error is not None:
             return
-        candidates = [s for s in pending if ready(s)]
-        exclusive = [s for s in candidates if s.exclusive]
+        ready = [s for s in pending if all(n in finished or n not in names for n in s.needs)]
+        exclusive = [s for s in ready if s.exclusive]
         if exclusive:  # it waits for the machine to empty; nothing else starts before it
             if not running:
-                start(exclusive[0], list(free))
+                start(exclusive[0], True)
             return
-        for s in candidates:
-            if not free:
-                return
-            in_use = sum(r[3] for r in running.values())
-            if running and in_use + memory_mb(s) > res.budget_mb:
-                continue  # a smaller step further on may fit
-            # Alone: nothing runs and nothing else can start before it ends (the rest wait for it).
-            alone = not running and len(candidates) == 1
-            start(s, list(free) if alone else [free[0]])
+        for s in ready:
+            start(s, alone=not running and len(ready) == 1)
 
     try:
         launch()
         while running:
-            for conn in wait(list(running)):
-                s, child, slots, _, t0 = running.pop(conn)
-                free.extend(slots)
+            for handle in backend.wait(list(running)):
+                s, t0 = running.pop(handle)
                 try:
-                    result, peak = child.finish()
+                    result, peak, where = backend.finish(handle)
                 except KeyboardInterrupt:
                     raise
                 except BaseException as exc:  # noqa: BLE001 - raised once the others have finished
                     error = error or exc
                     continue
                 finished.add(s.name)
-                done(s, result, peak, time.perf_counter() - t0)
+                done(s, result, peak, time.perf_counter() - t0, where)
             launch()
     except BaseException:
-        for _, child, *_ in running.values():
-            child.stop()
+        backend.stop(list(running))
         raise
     if error is not None:
         raise error
