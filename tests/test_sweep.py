@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from quantlab import manifest
 from tests.conftest import LAB_MODEL
 
@@ -67,8 +69,9 @@ def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, lab,
     assert (out / "tiny-random" / "report.html").is_file() and (out / "tiny-random-w512" / "manifest.json").is_file()
 
 
-def test_sweep_bad_input_is_one_line_before_ray_starts(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "quantlab.cli", "sweep", "--models", "tiny-random", "--soc", "SM0000",
+@pytest.mark.parametrize("bad", [["--soc", "SM0000"], ["--ray-address", "127.0.0.1:1"]])
+def test_sweep_bad_input_is_one_line_before_ray_starts(tmp_path, bad):
+    p = subprocess.run([sys.executable, "-m", "quantlab.cli", "sweep", "--models", "tiny-random", *bad,
                         "--out", str(tmp_path / "s")], capture_output=True, text=True, env=ENV, timeout=120)
     assert p.returncode == 2 and p.stderr.strip().startswith("quantlab: error:") and len(p.stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "s").exists()
+    assert bad[1] in p.stderr and not (tmp_path / "s").exists()

@@ -57,19 +57,9 @@ class RayRunner:
         self.largest_node_mb = 0.0
 
     def __enter__(self) -> "RayRunner":
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
 
-        probe(self.address)  # (RunConfig did too; the cluster may have gone since)
-        try:
-            if self.address == LOCAL:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, object_store_memory=256 * 2**20)
-            else:
-                ray.init(address=self.address, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"--ray-address {self.address}: no Ray cluster there ({str(exc).splitlines()[0][:160]}); "
-                            "start one (`ray start --head`) or pass --ray-address local") from None
+        connect(self.address)
         self.node_id = ray.get_runtime_context().get_node_id()
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         mine = next((n for n in nodes if n["NodeID"] == self.node_id), None)
@@ -144,6 +134,24 @@ class _Tasks:
 
         for ref in handles:
             ray.cancel(ref, force=True)
+
+
+def connect(address: str) -> None:
+    """ray.init: `local` starts a Ray on this machine (every core), else joins the cluster at `address`; Ray's own
+    logs stay out of the console. A cluster that is not there is a one-line UserError."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    probe(address)  # (the config checked too; the cluster may have gone since)
+    try:
+        if address == LOCAL:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR, object_store_memory=256 * 2**20)
+        else:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"--ray-address {address}: no Ray cluster there ({str(exc).splitlines()[0][:160]}); "
+                        "start one (`ray start --head`) or pass --ray-address local") from None
 
 
 def check_address(address: str) -> None:

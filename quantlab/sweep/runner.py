@@ -50,6 +50,10 @@ class SweepConfig:
         object.__setattr__(self, "out", Path(self.out).resolve())  # the labs run in Ray workers' folders
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file; pass a folder")
+        if self.ray_address is not None:
+            from quantlab.lab.ray_steps import check_address
+
+            check_address(self.ray_address)
         names = [folder_name(m) for m in self.models]
         if len(set(names)) != len(names):
             raise UserError(f"models {', '.join(self.models)} would share a lab folder; give distinct models")
@@ -78,16 +82,15 @@ def _run_lab(argv: list[str]) -> dict:
 
 def run_sweep(cfg: SweepConfig, log=print) -> list[dict]:
     """Every model's lab as a Ray task; returns each task's outcome (a lab that failed is reported, not fatal)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
+    from quantlab.lab.ray_steps import LOCAL, connect
+
+    connect(cfg.ray_address or LOCAL)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    if cfg.ray_address:
-        ray.init(address=cfg.ray_address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     try:
-        address = cfg.ray_address or ray.get_runtime_context().gcs_address
+        local = cfg.ray_address in (None, LOCAL)  # the labs join the Ray just started
+        address = ray.get_runtime_context().gcs_address if local else cfg.ray_address
         task = ray.remote(_run_lab)
         pending = {}
         for m in cfg.models:
