@@ -85,7 +85,8 @@ def test_a_failure_lets_the_running_step_finish_starts_nothing_new_and_raises():
     got: dict[str, dict] = {}
     steps = [Step("s:slow", probe(1.5)), Step("s:bad", probe(0.2, fail=True)), Step("s:later", probe(0.1))]
     with pytest.raises(ValueError, match="this step fails"):
-        run_steps(steps, Forked(Resources(CPUS, 2, 10_000), lambda s: 0.0), lambda s, r, p, t, w: got.update({s.name: r}))
+        run_steps(steps, Forked(Resources(CPUS, 2, 10_000), lambda s: 0.0),
+                  lambda s, r, p, t, w: got.update({s.name: r}))
     assert set(got) == {"s:slow"}  # finished and recorded; s:later never started
 
 

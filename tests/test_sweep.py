@@ -56,6 +56,7 @@ def test_sweep_of_two_models_two_schemes_two_socs_on_a_ray_cluster(cluster, lab,
         steps = json.loads((out / m / ".quantlab-run.json").read_text())["steps"]
         assert {"export", "calibrate", "quantize:int8", "compile:int16_w8:SM8650", "evaluate:int16_w8"} <= set(steps)
         assert all(rec["where"]["node"] in nodes for rec in steps.values()), steps
+        assert "Ray: 2 node(s), 4 CPUs" in (out / m / "quantlab.log").read_text()  # the lab joined the whole cluster
         pids += [rec["where"]["pid"] for rec in steps.values()]
     assert len(set(pids)) == len(pids)  # max_calls=1: a fresh worker per step, its memory back when it ends
     ours, local = manifest.load(out / LAB_MODEL), manifest.load(lab)

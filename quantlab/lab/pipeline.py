@@ -141,9 +141,10 @@ class Lab:
                 step.record(self.state.result(step.name))
 
         try:
-            backend = self.ray.backend(self._memory_mb) if self.ray is not None else Forked(self.resources,
-                                                                                            self._memory_mb)
-            run_steps(todo, backend, done)
+            if self.ray is not None:
+                run_steps(todo, self.ray.backend(self._memory_mb), done)
+            else:
+                run_steps(todo, Forked(self.resources, self._memory_mb), done)
         finally:
             t["seconds"] += time.perf_counter() - t0
 
