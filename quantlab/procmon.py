@@ -65,6 +65,14 @@ def peak_rss_mb() -> float:
     return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
 
 
+def step_peak_mb() -> float:
+    """The larger of this process's peak RSS and that of the largest child it has waited for (a lab step's compiler
+    or fresh measurement process), in MB: what a step declares it needs when it runs again. A child's figure can carry
+    this process's own size at the time it was forked (see peak_rss_mb), so it errs high, never low."""
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(peak_rss_mb(), child / 1e6 if sys.platform == "darwin" else child / 1e3)
+
+
 def run_measured(cmd: list[str], env: dict | None = None, interval: float = 0.2) -> tuple[int, float, float, str]:
     """Run `cmd`; return (exit code, wall seconds, peak RSS in MB of its process tree, combined stdout/stderr)."""
     t0 = time.perf_counter()

@@ -167,6 +167,37 @@ def test_search_axis_stops_after_its_first_candidate_over_the_tolerance():
     assert seen == int8 + w4 and skipped == []
 
 
+def test_compile_slots_hold_the_queue_to_one_until_widened():
+    """The search's compiles (Slots): one at a time while candidates are still scored, then `widen` lets the queued
+    ones run side by side; every call's result comes back."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from quantlab.analyze.search import Slots
+
+    slots, lock = Slots(1), threading.Lock()
+    running, most = [0], [0]
+
+    def work(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.15)
+        with lock:
+            running[0] -= 1
+        return i
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        first = [pool.submit(slots.run, work, i) for i in range(3)]
+        time.sleep(0.2)
+        assert most[0] == 1  # queued behind the one slot
+        slots.widen(2)
+        rest = [pool.submit(slots.run, work, i) for i in range(3, 6)]
+        assert [f.result() for f in first + rest] == list(range(6))
+    assert most[0] == 2  # never more than the widened count
+
+
 @pytest.mark.skipif(len(__import__("os").sched_getaffinity(0)) < 2, reason="needs 2 cores")
 def test_sensitivity_rows_side_by_side_score_as_one_after_another(quantized_copy):
     """Rows measured by pinned worker processes (one core, one LiteRT thread each) give the scores the bench gives

@@ -99,3 +99,39 @@ def test_one_job_runs_one_step_at_a_time_on_every_core():
 def test_steps_that_wait_for_each_other_are_an_error_not_a_hang():
     with pytest.raises(RuntimeError, match="wait for each other"):
         run([Step("s:a", probe(0.1), needs=("s:b",)), Step("s:b", probe(0.1), needs=("s:a",))])
+
+
+def test_short_stages_run_a_step_per_core_unless_jobs_says_otherwise(tmp_path):
+    """The lab gives the stages marked side_by_side (quantize, check, compile, bundle) a slot per core when --jobs is
+    not given, and the scoring stages one slot (every core, one step at a time); --jobs N applies to every stage."""
+    from quantlab.lab.config import RunConfig
+    from quantlab.lab.pipeline import Lab
+    from quantlab.lab.stages import BY_NAME
+
+    lab = Lab(RunConfig(model="tiny-random", out=tmp_path / "o"))
+    short = {s for s, st in BY_NAME.items() if st.side_by_side}
+    assert short == {"quantize", "check", "compile", "bundle"}
+    for name, stage in BY_NAME.items():
+        slots = lab._resources(stage).slots()
+        assert len(slots) == (len(CPUS) if name in short else 1), name
+        assert set().union(*slots) == set(CPUS)
+    lab1 = Lab(RunConfig(model="tiny-random", out=tmp_path / "o", jobs=1))
+    assert all(len(lab1._resources(st).slots()) == 1 for st in BY_NAME.values())
+
+
+def _spawn_400mb() -> dict:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "b = bytearray(400_000_000); b[::4096] = b'x' * len(b[::4096])"],
+                   check=True)
+    return {}
+
+
+def test_a_steps_peak_counts_the_processes_it_ran():
+    """A step whose work runs in a child process (the compile stage's compiler) reports that child's peak, so that
+    the memory it declares next time is what it needs; the step process itself stays small."""
+    peaks = {}
+    run_steps([Step("s:child", _spawn_400mb)], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0),
+              lambda s, r, p, t, w: peaks.update({s.name: p}))
+    assert peaks["s:child"] >= 400

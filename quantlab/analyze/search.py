@@ -13,6 +13,9 @@ of 2026-12-01 every axis rose monotonically (int8: 1.023, 1.026, 1.030, 1.042, 1
 2.56, 3.5), so the stop picks the same recipe and skips 5 of 11 candidates; measured both ways on 2026-12-02: the same
 choice, 1,542 s against 2,221 s (docs/results/2026-12-02.md). `exhaustive` builds every one.
 
+Each candidate compiles (one process, one core) while the next is scored; the compiles still queued when the scoring
+ends run a core each, as memory allows (`_more_compiles`).
+
 "Perplexity ratio" here is the larger of the measured ratio and exp(KL). On a few hundred tokens the measured ratio is
 noisy (it scores one sampled token per position, and can fall below 1); exp(KL) is what the ratio tends to when the
 text follows the FP32 model's own distribution, uses the whole distribution at every position, and tracked the
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +104,7 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
         # a busy core scored int16 at 3.2 tokens/s, one thread 6.6 (2 cores, docs/results/2026-12-02.md §13).
         busy = any(not f.done() for f in compiles)
         m = bench.measure(recipe, path, threads=max(1, cores() - 1) if busy else None)
-        compiles.append(pool.submit(_compiles, path, cfg.soc))
+        compiles.append(pool.submit(slots.run, _compiles, path, cfg.soc))
         candidates.append({"name": recipe_name(16, int8, w4), "int8_groups": list(int8), "w4_groups": list(w4),
                            "int8_weight_share": sum(share[g] for g in int8),
                            "w4_weight_share": sum(share[g] for g in w4),
@@ -110,10 +114,13 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
         progress.update()
         return candidates[-1]["expected_ratio"]
 
-    # Each candidate compiles (one process, one core) while the next is quantized and scored (LiteRT's threads).
-    with ThreadPoolExecutor(max_workers=1) as pool, \
-            bar(sum(map(len, axes)), "mixed-precision candidates", quiet) as progress:
+    # Each candidate compiles (one process, one core) while the next is quantized and scored (LiteRT's threads); once
+    # the scoring is done, the compiles still queued run one per core.
+    slots = Slots(1)
+    pool = ThreadPoolExecutor(max_workers=max(1, cores()))
+    with pool, bar(sum(map(len, axes)), "mixed-precision candidates", quiet) as progress:
         skipped = walk_axes(axes, build, cfg.tolerance, cfg.exhaustive)
+        slots.widen(1 + _more_compiles(bench.fp32_path))
         for c, done in zip(candidates, compiles):
             c.update(done.result())
     compiled = [c for c in candidates if c["fully_offloaded"] and not c["qnn_rule_violations"]]
@@ -133,6 +140,34 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
             "chosen": chosen["name"] if chosen else None, "chosen_within_tolerance": bool(within),
             "smallest": smallest["name"] if smallest else None,
             "skipped": [recipe_name(16, int8, w4) for int8, w4 in skipped]}
+
+
+COMPILE_MEMORY_X = 2.5  # a compile peaks at about 2.5x the FP32 main's bytes (1B shape: 8.7 GB, 270M: ~2.4 GB)
+
+
+def _more_compiles(fp32_path: Path) -> int:
+    """How many compiles may run beside the one running: a core each, within 80 % of the memory available now."""
+    import psutil
+
+    fit = int(psutil.virtual_memory().available * 0.8 // (COMPILE_MEMORY_X * fp32_path.stat().st_size))
+    return max(0, min(cores() - 1, fit))
+
+
+class Slots:
+    """At most `n` calls at a time; `widen` lets more through (the compiles queued behind the search's scoring)."""
+
+    def __init__(self, n: int) -> None:
+        self._sem = threading.Semaphore(n)
+        self._n = n
+
+    def widen(self, n: int) -> None:
+        for _ in range(n - self._n):
+            self._sem.release()
+        self._n = max(n, self._n)
+
+    def run(self, fn, *args):
+        with self._sem:
+            return fn(*args)
 
 
 def walk_axes(axes: list[list[tuple]], build, tolerance: float, exhaustive: bool) -> list:

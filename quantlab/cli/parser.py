@@ -67,8 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-bundle", action="store_true",
                    help="skip the .litertlm bundles (and their LiteRT-LM evaluation)")
     r.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="steps (and the search's sensitivity rows) side by side, each on cores of its own, as memory "
-                        "allows (default 1: one at a time on every core, faster on 2 cores for the 270M)")
+                   help="steps of every stage (and the search's sensitivity rows) N side by side, each on cores of "
+                        "its own, as memory allows (default: a step per core in quantize, check, compile and bundle; "
+                        "one at a time on every core in the others, faster on 2 cores for the 270M)")
     r.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="run every step as a Ray task that declares its memory: `local` (a Ray on this machine) or "
                         "host:port of a cluster whose nodes see --out at the same path (default: no Ray)")

@@ -35,11 +35,13 @@ class RunConfig:
     npu_sim_positions decode positions and one prefill chunk. embedder: the embedder quantized mains ship
     with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
     it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
-    jobs: steps (and the search's sensitivity rows) run side by side, each on cores of its own, as memory allows
-    (lab/scheduler.py); default one at a time on every core, which measured faster on the 2-core machine for the 270M
-    (docs/results/2026-12-02.md §13). ray_address: run every step as a Ray task instead (lab/ray_steps.py) —
-    `local` for a Ray on this machine, or host:port of a cluster whose nodes all see `out` at the same path; choose it
-    when the work outgrows one machine. jobs and ray_address change how long the lab takes, not what it makes.
+    jobs: steps of every stage (and the search's sensitivity rows) run side by side, each on cores of its own, as
+    memory allows (lab/scheduler.py); default None: a step per core in the stages marked side_by_side (quantize,
+    check, compile, bundle: 542 → 296 s on the 270M) and one at a time on every core in the others, which measured
+    faster on the 2-core machine for the 270M (docs/results/2026-12-02.md §13, 2026-12-03.md §7).
+    ray_address: run every step as a Ray task instead (lab/ray_steps.py) — `local` for a Ray on this machine, or
+    host:port of a cluster whose nodes all see `out` at the same path; choose it when the work outgrows one machine.
+    jobs and ray_address change how long the lab takes, not what it makes.
     """
 
     model: str = "gemma3-270m"

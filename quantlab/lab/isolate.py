@@ -22,7 +22,7 @@ from typing import Any, Callable
 import psutil
 
 from quantlab.errors import StepKilled, UserError
-from quantlab.procmon import peak_rss_mb, pin_to
+from quantlab.procmon import step_peak_mb, pin_to
 
 
 class Child:
@@ -66,7 +66,7 @@ class _InProcess:
         self.value = fn()
 
     def finish(self) -> tuple[Any, float]:
-        return self.value, peak_rss_mb()
+        return self.value, step_peak_mb()
 
 
 def start_isolated(fn: Callable[[], Any], name: str, cpus: set[int] | None = None) -> Child:
@@ -83,15 +83,15 @@ def start_isolated(fn: Callable[[], Any], name: str, cpus: set[int] | None = Non
         try:
             if cpus:
                 pin_to(cpus)
-            msg = ("ok", fn(), peak_rss_mb())
+            msg = ("ok", fn(), step_peak_mb())
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the lab, which raises it
             if not isinstance(exc, (UserError, KeyboardInterrupt)):
                 traceback.print_exc()  # a bug: its traceback would not survive the pipe
-            msg = ("error", exc, peak_rss_mb())
+            msg = ("error", exc, step_peak_mb())
         try:
             send.send(msg)
         except Exception as exc:  # an unpicklable result or exception: say what it was
-            send.send(("error", RuntimeError(f"{type(msg[1]).__name__}: {msg[1]} ({exc})"), peak_rss_mb()))
+            send.send(("error", RuntimeError(f"{type(msg[1]).__name__}: {msg[1]} ({exc})"), step_peak_mb()))
 
     proc = ctx.Process(target=child, name=f"quantlab {name}")
     proc.start()

@@ -17,7 +17,7 @@ from quantlab.lab import eta
 from quantlab.lab import steps as stage_steps
 from quantlab.lab.config import RunConfig
 from quantlab.lab.scheduler import Forked, Resources, run_steps
-from quantlab.lab.stages import STAGES, ConfigView, Plan, Stage, Step, validate_order
+from quantlab.lab.stages import BY_NAME, STAGES, ConfigView, Plan, Stage, Step, validate_order
 from quantlab.lab.state import RunState, key_of
 
 
@@ -144,9 +144,15 @@ class Lab:
             if self.ray is not None:
                 run_steps(todo, self.ray.backend(self._memory_mb), done)
             else:
-                run_steps(todo, Forked(self.resources, self._memory_mb), done)
+                run_steps(todo, Forked(self._resources(stage), self._memory_mb), done)
         finally:
             t["seconds"] += time.perf_counter() - t0
+
+    def _resources(self, stage: Stage) -> Resources:
+        """--jobs when given; else a stage marked side_by_side runs a step per core, the others one at a time."""
+        if self.cfg.jobs is None and stage.side_by_side:
+            return Resources(self.resources.cpus, len(self.resources.cpus), self.resources.budget_mb)
+        return self.resources
 
     def _to_run(self, stage: Stage, steps: list[Step]) -> list[Step]:
         """The steps whose inputs changed, and those needing one of them in this stage (a step's key is taken when it
@@ -182,13 +188,13 @@ class Lab:
         names = [s.name for s in STAGES]
         later = [n for n in names[names.index(self._stage) + 1:] if n not in skip]
         n_schemes = len(self.cfg.schemes) + (1 if self.cfg.analyze else 0)
-        jobs = len(self.resources.slots())
 
-        def side_by_side(seconds: float, steps: int) -> float:  # about what `jobs` at a time take
+        def side_by_side(stage: str, seconds: float, steps: int) -> float:  # about what its steps at a time take
+            jobs = len(self._resources(BY_NAME[stage]).slots())
             return seconds / max(1, min(jobs, steps))
 
-        return side_by_side(sum(guess(s.name) for s in self._todo), len(self._todo)) + sum(
-            side_by_side(eta.TYPICAL_S.get(n, 10) * scale * k, k)
+        return side_by_side(self._stage, sum(guess(s.name) for s in self._todo), len(self._todo)) + sum(
+            side_by_side(n, eta.TYPICAL_S.get(n, 10) * scale * k, k)
             for n in later for k in [eta.step_count(n, n_schemes, len(self.cfg.socs))])
 
     def _report(self, t0: float) -> None:

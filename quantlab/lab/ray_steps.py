@@ -36,12 +36,12 @@ def _run_task(fn: Callable[[], Any], cwd: str, threads: int) -> dict:
     """The body of every task: the step in the lab's working directory, with `threads` threads."""
     import ray
 
-    from quantlab.procmon import limit_threads, peak_rss_mb
+    from quantlab.procmon import limit_threads, step_peak_mb
 
     os.chdir(cwd)
     limit_threads(threads)
     result = fn()
-    return {"result": result, "peak_mb": peak_rss_mb(), "node": ray.get_runtime_context().get_node_id(),
+    return {"result": result, "peak_mb": step_peak_mb(), "node": ray.get_runtime_context().get_node_id(),
             "pid": os.getpid()}
 
 
