@@ -65,6 +65,11 @@ def peak_rss_mb() -> float:
     return peak / 1e6 if sys.platform == "darwin" else peak / 1e3
 
 
+def fit_in_memory(per_process_bytes: float) -> int:
+    """How many more processes of `per_process_bytes` fit in 80 % of the memory available now."""
+    return int(psutil.virtual_memory().available * 0.8 // per_process_bytes)
+
+
 def step_peak_mb() -> float:
     """The larger of this process's peak RSS and that of the largest child it has waited for (a lab step's compiler
     or fresh measurement process), in MB: what a step declares it needs when it runs again. A child's figure can carry

@@ -37,7 +37,7 @@ from quantlab.check.qnn_rules import check_qnn
 from quantlab import manifest
 from quantlab.compile.compiler import CompileFailed, compile_model
 from quantlab.compile.kept import KeptCompiles, compile_key
-from quantlab.procmon import cores
+from quantlab.procmon import cores, fit_in_memory
 from quantlab.progress import bar
 
 
@@ -147,10 +147,7 @@ COMPILE_MEMORY_X = 2.5  # a compile peaks at about 2.5x the FP32 main's bytes (1
 
 def _more_compiles(fp32_path: Path) -> int:
     """How many compiles may run beside the one running: a core each, within 80 % of the memory available now."""
-    import psutil
-
-    fit = int(psutil.virtual_memory().available * 0.8 // (COMPILE_MEMORY_X * fp32_path.stat().st_size))
-    return max(0, min(cores() - 1, fit))
+    return max(0, min(cores() - 1, fit_in_memory(COMPILE_MEMORY_X * fp32_path.stat().st_size)))
 
 
 class Slots:

@@ -27,7 +27,7 @@ from quantlab.calibration.capture import CapturePlan, token_windows
 from quantlab.calibration.ranges import load_ranges
 from quantlab.evaluate.evaluator import score
 from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer
-from quantlab.procmon import cores, pin_to
+from quantlab.procmon import cores, fit_in_memory, pin_to
 from quantlab.progress import steps
 from quantlab.quantize.quantizer import quantize_to
 from quantlab.runtime.litert_model import LiteRTModel
@@ -153,11 +153,7 @@ class _Replay:
 def row_workers(fp32_path: Path, rows: int, jobs: int) -> int:
     """Workers for `rows` rows: at most `jobs` and one per core, as many as fit in the memory available (a 270M row
     peaked at ~3 GB, about 3x its FP32 main; the 1B shape scales with it)."""
-    import psutil
-
-    per_worker = ROW_MEMORY_X * fp32_path.stat().st_size
-    fit = int(psutil.virtual_memory().available * 0.8 // per_worker)
-    return max(1, min(jobs, cores(), fit, rows))
+    return max(1, min(jobs, cores(), fit_in_memory(ROW_MEMORY_X * fp32_path.stat().st_size), rows))
 
 
 def _start_worker(folder: str, cpus) -> None:

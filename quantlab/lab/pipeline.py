@@ -7,6 +7,7 @@ would do without doing it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -151,7 +152,7 @@ class Lab:
     def _resources(self, stage: Stage) -> Resources:
         """--jobs when given; else a stage marked side_by_side runs a step per core, the others one at a time."""
         if self.cfg.jobs is None and stage.side_by_side:
-            return Resources(self.resources.cpus, len(self.resources.cpus), self.resources.budget_mb)
+            return dataclasses.replace(self.resources, jobs=len(self.resources.cpus))
         return self.resources
 
     def _to_run(self, stage: Stage, steps: list[Step]) -> list[Step]:
