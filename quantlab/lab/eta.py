@@ -1,10 +1,16 @@
 """How long the rest of a run will take: what each remaining step took last time, else a typical figure.
 
+A later stage whose steps the folder has recorded counts only those that will run again: a step whose stage options,
+or a step it needs, changed, or whose output is gone (a re-run of the short stages is not told the scoring's 25
+minutes when its keys are unchanged). A stage never recorded counts its typical figure per step.
+
 Typical seconds per step were measured on the bundled Gemma3-270M on this project's 2-core machine; other models scale
 by the size of their FP32 main (known after export; before it, by name).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 TYPICAL_S = {"export": 160, "calibrate": 200, "analyze": 900, "quantize": 10, "check": 3, "compile": 50,
              "bundle": 40, "evaluate": 110, "npu_sim": 400}
@@ -26,3 +32,23 @@ def step_count(stage: str, n_schemes: int, n_socs: int) -> int:
 def clock(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def new_variant_steps(stage: str, n_new: int, n_socs: int) -> int:
+    """Steps a recorded stage gains for `n_new` schemes it has not made yet."""
+    return {"quantize": n_new, "check": n_new, "compile": n_new * n_socs, "bundle": n_new * (1 + n_socs),
+            "evaluate": 2 * n_new}.get(stage, 0)
+
+
+def rerun(records: dict[str, dict], fields: str, changed: set[str], exists: Callable[[str], bool]) -> set[str] | None:
+    """Which of a stage's recorded steps will run again: their stage options' key is not `fields`, a step they need is
+    in `changed` (whose keys this run changes; a step of the same stage included), or an output is gone. None when a
+    step was recorded without its inputs (by older code): the caller then counts the stage's typical figure."""
+    if any("inputs" not in r for r in records.values()):
+        return None
+    redo: set[str] = set()
+    while more := {s for s, r in records.items() if s not in redo and (
+            r["inputs"]["fields"] != fields or (changed | redo) & set(r["inputs"]["needs"])
+            or not all(exists(p) for p in r["inputs"]["outputs"]))}:
+        redo |= more
+    return redo

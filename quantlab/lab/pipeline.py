@@ -32,6 +32,7 @@ class Lab:
         self.timings: dict[str, dict] = {}
         self.resources = Resources.of(cfg.jobs)
         self.ray = None  # a RayRunner while `run` runs with --ray-address (lab/ray_steps.py)
+        self._changed: set[str] = set()  # steps whose keys this run changes (the ETA's later stages read it)
 
     # ---- what step builders read
     @property
@@ -83,6 +84,7 @@ class Lab:
             plan.steps[stage.name] = {}
             if execute:
                 self._stage, self._todo = stage.name, self._to_run(stage, steps)
+                self._note_changes(stage, self._todo)
                 self.log(f"[{i}/{len(STAGES)} {stage.name}] {len(self._todo)} of {len(steps)} step(s) to run · "
                          f"ETA {eta.clock(self._remaining())}")
             if not execute:
@@ -110,9 +112,25 @@ class Lab:
         return state
 
     def key(self, stage: Stage, step: Step) -> str:
-        fields = {f: self.cfg.digest(f) for f in stage.reads if f != stage.each}
         needs = [self.state.steps.get(n, {}).get("key") for n in step.needs]
-        return key_of(stage.name, stage.version, fields, needs, step.parts)
+        return key_of(stage.name, stage.version, self._fields(stage), needs, step.parts)
+
+    def _fields(self, stage: Stage) -> dict[str, str]:
+        return {f: self.cfg.digest(f) for f in stage.reads if f != stage.each}
+
+    def _inputs(self, stage: Stage, step: Step) -> dict:
+        """What the state keeps of a step's inputs, for a later run's ETA (eta.rerun)."""
+        outs = [str(p.relative_to(self.out) if p.is_relative_to(self.out) else p) for p in map(Path, step.outputs)]
+        return {"fields": key_of(stage.name, stage.version, self._fields(stage)), "needs": list(step.needs),
+                "outputs": outs}
+
+    def _note_changes(self, stage: Stage, todo: list[Step]) -> None:
+        """Add the steps of `todo` whose key this run changes: new, other inputs, or a step they need changed (a step
+        re-run only because its output was gone keeps its key, so what needs it is not redone)."""
+        for step in todo:  # in build order: what a step needs in its own stage comes before it
+            rec = self.state.steps.get(step.name)
+            if rec is None or rec["key"] != self.key(stage, step) or self._changed & set(step.needs):
+                self._changed.add(step.name)
 
     def _done(self, stage: Stage, step: Step) -> bool:
         return self.state.done(step.name, self.key(stage, step), list(step.outputs))
@@ -134,7 +152,8 @@ class Lab:
             if step.name == "export":
                 result = {**result, "model": self.cfg.digest("model")}
             t["ran"] += 1
-            self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1), where=where)
+            self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1), where=where,
+                              inputs=self._inputs(stage, step))
             self._todo = [s for s in self._todo if s.name != step.name]
             self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · elapsed "
                      f"{eta.clock(time.perf_counter() - self._t0)} · ETA {eta.clock(self._remaining())}")
@@ -177,26 +196,42 @@ class Lab:
 
     def _remaining(self) -> float:
         """Seconds the rest should take: the current stage's steps still to run (as long as they took last time, else
-        typical), then the typical figure for every later stage (lab/eta.py)."""
-        scale = self._scale()
-
+        typical), then the later stages (_later_seconds)."""
         def guess(name: str) -> float:
             rec = self.state.steps.get(name)
-            return rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * scale
+            return rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * self._scale()
 
+        return self._at_a_time(self._stage, sum(guess(s.name) for s in self._todo), len(self._todo)) + \
+            self._later_seconds(self._stage, set(self._changed))
+
+    def _later_seconds(self, after: str, changed: set[str]) -> float:
+        """Seconds of the stages after `after`: a recorded stage's steps that will run again (eta.rerun, given the
+        steps whose keys change, `changed`) at their last time, plus typical figures for schemes it has not made; a
+        stage never recorded at its typical figure per step."""
+        scale, socs = self._scale(), len(self.cfg.socs)
         skip = {"report"} | ({"analyze"} if not self.cfg.analyze else set()) | (
             {"npu_sim"} if not self.cfg.npu_sim else set()) | ({"bundle"} if not self.cfg.bundles else set())
         names = [s.name for s in STAGES]
-        later = [n for n in names[names.index(self._stage) + 1:] if n not in skip]
         n_schemes = len(self.cfg.schemes) + (1 if self.cfg.analyze else 0)
+        new = [s for s in self.cfg.schemes if f"quantize:{s.name}" not in self.state.steps]
+        total = 0.0
+        for n in (n for n in names[names.index(after) + 1:] if n not in skip):
+            typical = eta.TYPICAL_S.get(n, 10) * scale
+            recs = {s: r for s, r in self.state.steps.items() if s.split(":")[0] == n}
+            redo = eta.rerun(recs, key_of(n, BY_NAME[n].version, self._fields(BY_NAME[n])), changed,
+                             lambda p: (self.out / p).exists()) if recs else None
+            if redo is None:
+                k = eta.step_count(n, n_schemes, socs)
+                total += self._at_a_time(n, typical * k, k)
+                continue
+            changed |= redo
+            k = eta.new_variant_steps(n, len(new), socs)
+            total += self._at_a_time(n, sum(recs[s]["seconds"] for s in redo) + typical * k, len(redo) + k)
+        return total
 
-        def side_by_side(stage: str, seconds: float, steps: int) -> float:  # about what its steps at a time take
-            jobs = len(self._resources(BY_NAME[stage]).slots())
-            return seconds / max(1, min(jobs, steps))
-
-        return side_by_side(self._stage, sum(guess(s.name) for s in self._todo), len(self._todo)) + sum(
-            side_by_side(n, eta.TYPICAL_S.get(n, 10) * scale * k, k)
-            for n in later for k in [eta.step_count(n, n_schemes, len(self.cfg.socs))])
+    def _at_a_time(self, stage: str, seconds: float, steps: int) -> float:
+        """About how long `steps` taking `seconds` one after the other take in `stage`'s slots."""
+        return seconds / max(1, min(len(self._resources(BY_NAME[stage]).slots()), steps))
 
     def _report(self, t0: float) -> None:
         from quantlab.report.render import write_report

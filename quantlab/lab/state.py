@@ -33,11 +33,15 @@ class RunState:
         return bool(rec and rec["key"] == key and all(Path(p).exists() for p in outputs))
 
     def record(self, step: str, key: str, seconds: float, result: Any = None, rss_mb: float | None = None,
-               where: dict | None = None) -> None:
-        """`where`: the Ray node and process a step ran in (lab/ray_steps.py); None when it ran on this machine."""
+               where: dict | None = None, inputs: dict | None = None) -> None:
+        """`where`: the Ray node and process a step ran in (lab/ray_steps.py); None when it ran on this machine.
+        `inputs`: what the next run's ETA reads to tell, before building a stage, whether the step will run again
+        (`fields`: the key of its stage's declared options, `needs`, `outputs` relative to the folder)."""
         self.steps[step] = {"key": key, "seconds": round(seconds, 2), "rss_mb": rss_mb, "result": result}
         if where:
             self.steps[step]["where"] = where
+        if inputs:
+            self.steps[step]["inputs"] = inputs
         write_text(self.path, json.dumps({"format_version": FORMAT_VERSION, "steps": self.steps}, indent=1, default=str))
 
     def stage_totals(self) -> dict[str, dict]:

@@ -12,6 +12,7 @@ from quantlab import cli, manifest
 from quantlab.errors import UserError
 from quantlab.lab.config import NOT_INPUTS, RunConfig
 from quantlab.lab.pipeline import Lab
+from quantlab.lab.stages import BY_NAME
 from tests.conftest import LAB_ARGS, LAB_MODEL
 from tests.helpers import run_cli
 
@@ -165,6 +166,38 @@ def test_every_option_reruns_exactly_the_stages_that_read_it(lab, tmp_path):
             assert planned.stale_stages() == set() and not planned.steps["bundle"], planned.steps
             continue
         assert planned.stale_stages() == expected, (field, planned.steps)
+
+
+def test_eta_counts_only_the_later_steps_that_will_run_again(lab, tmp_path):
+    """The ETA a stage prints for the stages after it, on a finished run: nothing when no option changed (it used to
+    count every later stage at its typical time), only the scoring when an evaluate option changed, and only one
+    variant's steps when that variant's main is made again (eta.rerun, from what the state recorded of each step)."""
+    from quantlab.lab.state import RunState
+
+    base = RunConfig(out=lab, **TINY_CFG)
+    records = RunState(lab).steps
+    assert all("inputs" in r for r in records.values())
+
+    def predicted(cfg: RunConfig, after: str, changed: set[str]) -> float:
+        one = Lab(cfg)
+        one.plan()  # loads the state and builds every step, as a run does
+        return one._later_seconds(after, set(changed))
+
+    def recorded(stage: str, where=lambda name: True) -> float:
+        return sum(r["seconds"] for s, r in records.items() if s.split(":")[0] == stage and where(s))
+
+    assert predicted(base, "quantize", set()) == 0.0
+    assert predicted(base.replace(eval_tokens=40), "bundle", set()) == pytest.approx(recorded("evaluate"))
+    # int16_w8's main made again with another key: its check, compile, bundles and scorings, side by side where the
+    # stage runs a step per core.
+    lab_ = Lab(base)
+    lab_.plan()
+    w8 = lambda name: any(p in ("int16_w8", "bundle_int16_w8") for p in name.split(":"))  # noqa: E731
+    expected = sum(recorded(st, w8) / max(1, min(len(lab_._resources(BY_NAME[st]).slots()),
+                                                  sum(1 for s in records if s.split(":")[0] == st and w8(s))))
+                   for st in ("check", "compile", "bundle", "evaluate"))
+    assert expected > 0
+    assert predicted(base, "quantize", {"quantize:int16_w8"}) == pytest.approx(expected)
 
 
 def test_run_without_hadamard_over_a_default_run_really_reruns(lab_copy):
