@@ -36,9 +36,9 @@ class RunConfig:
     with, `int8` (table at int8 per row: 4× smaller, KL +0.002 on the 270M) or `fp32`. per_op: per-tensor SNR of each quantized variant in the evaluate stage;
     it keeps every tensor of the FP32 and the quantized main for one call, which the 1B shape cannot afford in 24 GB.
     jobs: steps of every stage (and the search's sensitivity rows) run side by side, each on cores of its own, as
-    memory allows (lab/scheduler.py); default None: a step per core in the stages marked side_by_side (quantize,
-    check, compile, bundle: 542 → 296 s on the 270M) and one at a time on every core in the others, which measured
-    faster on the 2-core machine for the 270M (docs/results/2026-12-02.md §13, 2026-12-03.md §7).
+    memory allows (lab/scheduler.py); default None: a step per core (270M on 2 cores: the short stages 542 → 296 s,
+    the scoring 1,465 → 876 s, same results; docs/results/2026-12-03.md §7, §9). Choose 1 to give every step the
+    whole machine (one at a time), e.g. when memory is short.
     ray_address: run every step as a Ray task instead (lab/ray_steps.py) — `local` for a Ray on this machine, or
     host:port of a cluster whose nodes all see `out` at the same path; choose it when the work outgrows one machine.
     jobs and ray_address change how long the lab takes, not what it makes.

@@ -7,7 +7,6 @@ would do without doing it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -164,15 +163,9 @@ class Lab:
             if self.ray is not None:
                 run_steps(todo, self.ray.backend(self._memory_mb), done)
             else:
-                run_steps(todo, Forked(self._resources(stage), self._memory_mb), done)
+                run_steps(todo, Forked(self.resources, self._memory_mb), done)
         finally:
             t["seconds"] += time.perf_counter() - t0
-
-    def _resources(self, stage: Stage) -> Resources:
-        """--jobs when given; else a stage marked side_by_side runs a step per core, the others one at a time."""
-        if self.cfg.jobs is None and stage.side_by_side:
-            return dataclasses.replace(self.resources, jobs=len(self.resources.cpus))
-        return self.resources
 
     def _to_run(self, stage: Stage, steps: list[Step]) -> list[Step]:
         """The steps whose inputs changed, and those needing one of them in this stage (a step's key is taken when it
@@ -201,7 +194,7 @@ class Lab:
             rec = self.state.steps.get(name)
             return rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * self._scale()
 
-        return self._at_a_time(self._stage, sum(guess(s.name) for s in self._todo), len(self._todo)) + \
+        return self._at_a_time(sum(guess(s.name) for s in self._todo), len(self._todo)) + \
             self._later_seconds(self._stage, set(self._changed))
 
     def _later_seconds(self, after: str, changed: set[str]) -> float:
@@ -222,16 +215,16 @@ class Lab:
                              lambda p: (self.out / p).exists()) if recs else None
             if redo is None:
                 k = eta.step_count(n, n_schemes, socs)
-                total += self._at_a_time(n, typical * k, k)
+                total += self._at_a_time(typical * k, k)
                 continue
             changed |= redo
             k = eta.new_variant_steps(n, len(new), socs)
-            total += self._at_a_time(n, sum(recs[s]["seconds"] for s in redo) + typical * k, len(redo) + k)
+            total += self._at_a_time(sum(recs[s]["seconds"] for s in redo) + typical * k, len(redo) + k)
         return total
 
-    def _at_a_time(self, stage: str, seconds: float, steps: int) -> float:
-        """About how long `steps` taking `seconds` one after the other take in `stage`'s slots."""
-        return seconds / max(1, min(len(self._resources(BY_NAME[stage]).slots()), steps))
+    def _at_a_time(self, seconds: float, steps: int) -> float:
+        """About how long `steps` taking `seconds` one after the other take in the lab's slots."""
+        return seconds / max(1, min(len(self.resources.slots()), steps))
 
     def _report(self, t0: float) -> None:
         from quantlab.report.render import write_report

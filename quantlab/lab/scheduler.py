@@ -41,14 +41,14 @@ class Resources:
 
     @classmethod
     def of(cls, jobs: int | None) -> "Resources":
-        """This process's cores, `jobs` steps side by side (None or 1: one at a time, on every core), and 85 % of the
-        machine's memory."""
+        """This process's cores, `jobs` steps side by side (None: one per core; 1: one at a time, on every core), and
+        85 % of the machine's memory."""
         import os
 
         import psutil
 
         cpus = tuple(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else (0,)
-        return cls(cpus, jobs or 1, psutil.virtual_memory().total / 1e6 * 0.85)
+        return cls(cpus, jobs or len(cpus), psutil.virtual_memory().total / 1e6 * 0.85)
 
     def slots(self) -> list[frozenset[int]]:
         n = max(1, min(self.jobs, len(self.cpus)))

@@ -25,11 +25,6 @@ class Stage:
     each: str | None = None
     version: int = 1  # bumped when what the stage makes, or how, changes: older results are redone
     doc: str = ""
-    # Its steps use about one core each and do not stream a main per token (quantize, check, compile, bundle): unless
-    # --jobs says otherwise they run one per core, side by side (the scoring stages stay one at a time on every
-    # core: two scorings share the memory bandwidth and slowed each other 1.4-2.5x on 2 cores,
-    # docs/results/2026-12-02.md §13).
-    side_by_side: bool = False
 
 
 @dataclass
@@ -56,12 +51,11 @@ STAGES: tuple[Stage, ...] = (
           version=3,
           doc="sensitivity per op group and the mixed-precision search (every candidate compiled)"),
     Stage("quantize", ("calibrate", "analyze"), ("schemes", "embedder"), each="schemes", version=2,
-          doc="each scheme (and the search's choice) with ai-edge-quantizer", side_by_side=True),
-    Stage("check", ("quantize",), (), version=2, doc="LiteRT kernel rules on every main", side_by_side=True),
+          doc="each scheme (and the search's choice) with ai-edge-quantizer"),
+    Stage("check", ("quantize",), (), version=2, doc="LiteRT kernel rules on every main"),
     Stage("compile", ("quantize",), ("socs",), each="socs", version=2,
-          doc="QNN HTP AOT for each quantized main and SoC", side_by_side=True),
-    Stage("bundle", ("compile",), ("bundles",), doc="a .litertlm per variant and compiled main, for LiteRT-LM",
-          side_by_side=True),
+          doc="QNN HTP AOT for each quantized main and SoC"),
+    Stage("bundle", ("compile",), ("bundles",), doc="a .litertlm per variant and compiled main, for LiteRT-LM"),
     Stage("evaluate", ("quantize", "bundle"), ("eval_text", "eval_tokens", "decode_steps", "sample_prompt", "per_op"),
           version=4, doc="perplexity, KL, top-1 vs FP32, CPU speed, memory, a sample; each bundle through LiteRT-LM"),
     Stage("npu_sim", ("compile",), ("npu_sim", "npu_sim_positions", "socs", "eval_text"), each="socs",
