@@ -37,14 +37,15 @@ SCRIPT = textwrap.dedent("""
     spans = {}
     with RayRunner(sys.argv[1], log=lambda s: None) as r:
         run_steps([*big, *small, speed], r.backend(lambda s: declared[s.name]),
-                  lambda s, res, peak, secs, where: spans.__setitem__(s.name, res))
+                  lambda s, res, peak, secs, where: spans.__setitem__(s.name, res + [secs]))
         print(json.dumps({"spans": spans, "mine": r.node_id}))
 """)
 
 
 def test_steps_that_do_not_fit_one_node_together_never_share_it(cluster):
     """Each node offers 3 GiB to tasks: three steps declaring 2 GB each run one per node at a time (on both nodes), never
-    two on one node at once; an exclusive step runs on the lab's node, alone, with every CPU of that node."""
+    two on one node at once; an exclusive step runs on the lab's node, alone, with every CPU of that node. Each step's
+    seconds are its own 4 s, not the time Ray held it for a free node (the third big step waits ~4 s)."""
     p = subprocess.run([sys.executable, "-c", SCRIPT, cluster], capture_output=True, text=True, env=ENV, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     data = json.loads(p.stdout.strip().splitlines()[-1])
@@ -63,6 +64,7 @@ def test_steps_that_do_not_fit_one_node_together_never_share_it(cluster):
     assert not any(overlap("speed", s) for s in spans if s != "speed")
     assert spans["speed"][1] >= spans["big0"][2]
     assert all(spans[s][3] == "1" for s in spans if s != "speed")
+    assert all(3.9 <= spans[s][4] < 6.0 for s in spans), {s: spans[s][4] for s in spans}
 
 
 ROWS = textwrap.dedent("""

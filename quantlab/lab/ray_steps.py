@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from typing import Any, Callable
 
 from quantlab.errors import StepKilled, UserError
@@ -40,9 +41,10 @@ def _run_task(fn: Callable[[], Any], cwd: str, threads: int) -> dict:
 
     os.chdir(cwd)
     limit_threads(threads)
+    t0 = time.perf_counter()
     result = fn()
     return {"result": result, "peak_mb": step_peak_mb(), "node": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid()}
+            "pid": os.getpid(), "seconds": time.perf_counter() - t0}
 
 
 class RayRunner:
@@ -127,7 +129,8 @@ class _Tasks:
             out = ray.get(handle)
         except Exception as exc:  # noqa: BLE001 - the step's own error, or StepKilled
             raise _cause(exc, step, self.memory_mb(step)) from None
-        return out["result"], out["peak_mb"], {"node": out["node"], "pid": out["pid"]}
+        # the step's own time: the lab's clock would also count the time Ray held the task for a free CPU
+        return out["result"], out["peak_mb"], {"node": out["node"], "pid": out["pid"], "seconds": out["seconds"]}
 
     def stop(self, handles: list) -> None:
         import ray

@@ -66,7 +66,8 @@ class Backend(Protocol):
         """Those of `handles` whose steps have ended (at least one; blocks until then)."""
 
     def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
-        """An ended step's result, peak RSS (MB) and where it ran (None: this machine); raises the step's error."""
+        """An ended step's result, peak RSS (MB) and where it ran (None: this machine; a back-end that holds steps in
+        a queue also gives their own run time there, as "seconds"); raises the step's error."""
 
     def stop(self, handles: list) -> None:
         """Stop the running steps (Ctrl-C, or an error of this loop)."""
@@ -152,7 +153,8 @@ def run_steps(steps: list[Step], backend: Backend,
                     error = error or exc
                     continue
                 finished.add(s.name)
-                done(s, result, peak, time.perf_counter() - t0, where)
+                ran = (where or {}).pop("seconds", None)  # a back-end that queues steps times them where they ran
+                done(s, result, peak, time.perf_counter() - t0 if ran is None else ran, where)
             launch()
     except BaseException:
         backend.stop(list(running))
