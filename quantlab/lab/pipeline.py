@@ -117,11 +117,14 @@ class Lab:
     def _fields(self, stage: Stage) -> dict[str, str]:
         return {f: self.cfg.digest(f) for f in stage.reads if f != stage.each}
 
+    def _fields_key(self, stage: Stage) -> str:
+        """The key of `stage`'s declared options alone: what a recorded step's `inputs` keep, and the ETA compares."""
+        return key_of(stage.name, stage.version, self._fields(stage))
+
     def _inputs(self, stage: Stage, step: Step) -> dict:
         """What the state keeps of a step's inputs, for a later run's ETA (eta.rerun)."""
         outs = [str(p.relative_to(self.out) if p.is_relative_to(self.out) else p) for p in map(Path, step.outputs)]
-        return {"fields": key_of(stage.name, stage.version, self._fields(stage)), "needs": list(step.needs),
-                "outputs": outs}
+        return {"fields": self._fields_key(stage), "needs": list(step.needs), "outputs": outs}
 
     def _note_changes(self, stage: Stage, todo: list[Step]) -> None:
         """Add the steps of `todo` whose key this run changes: new, other inputs, or a step they need changed (a step
@@ -211,7 +214,7 @@ class Lab:
         for n in (n for n in names[names.index(after) + 1:] if n not in skip):
             typical = eta.TYPICAL_S.get(n, 10) * scale
             recs = {s: r for s, r in self.state.steps.items() if s.split(":")[0] == n}
-            redo = eta.rerun(recs, key_of(n, BY_NAME[n].version, self._fields(BY_NAME[n])), changed,
+            redo = eta.rerun(recs, self._fields_key(BY_NAME[n]), changed,
                              lambda p: (self.out / p).exists()) if recs else None
             if redo is None:
                 k = eta.step_count(n, n_schemes, socs)
