@@ -30,9 +30,8 @@ from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer
 from quantlab.procmon import cores, fit_in_memory, pin_to
 from quantlab.progress import steps
 from quantlab.quantize.quantizer import quantize_to
-from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.session import ArtifactSet
-from quantlab.runtime.widen_int4 import scoring_copy
+from quantlab.runtime.scoring_main import scoring_main
 
 
 @dataclass
@@ -80,13 +79,14 @@ class Bench:
             return {**self._scored[key], "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1),
                     "scores_reused": True}
         arts = copy.copy(self.fp32)  # same tokenizer and embedder, another main
-        # 4-bit weights are scored through their int8-stored copy: the same logits, 2.5x faster on the 270M
-        scored = scoring_copy(out, out.with_name(out.stem + "-scoring.tflite"))
-        arts.main, arts.variant = LiteRTModel(scored, threads or arts.num_threads), out.stem
-        metrics, _ = score(LiteRTScorer(arts), self.reference, [self.window], quiet=True)
+        # scored through its scoring copy (runtime/scoring_main.py): the same logits, faster
+        scoring = scoring_main(out, out.with_name(out.stem + "-scoring.tflite"), threads or arts.num_threads)
+        arts.main, arts.variant = scoring.model, out.stem
+        metrics, _ = score(LiteRTScorer(arts, scoring.head), self.reference, [self.window], quiet=True)
         del arts
-        if scored != out:
-            scored.unlink()
+        if scoring.path != out:
+            del scoring.model
+            scoring.path.unlink()
         self._scored[key] = {k: metrics[k] for k in ("kl", "top1_agreement", "perplexity")}
         return {**self._scored[key], "bytes": out.stat().st_size, "seconds": round(time.perf_counter() - t0, 1)}
 

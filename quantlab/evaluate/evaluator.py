@@ -16,9 +16,8 @@ from quantlab.evaluate.speed import measure_speed_isolated
 from quantlab.procmon import peak_rss_mb
 from quantlab.evaluate.windows import windows
 from quantlab.progress import steps
-from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.session import ArtifactSet
-from quantlab.runtime.widen_int4 import scoring_copy
+from quantlab.runtime.scoring_main import scoring_main
 
 
 # Up to this many tokens, the reference's logits are computed first (or read from the folder's stored logits, where
@@ -103,15 +102,17 @@ def evaluate(folder: Path, text: str, variant: str = "fp32", reference: str | No
     if ref is not None and detach:
         same_folder = isinstance(ref, LiteRTScorer) and ref.arts.folder == arts.folder
         ref = (StoredScorer(ref.arts) if same_folder else CachedScorer(ref)).detach(wins)
-    # FP32's own pass stores its logits: the variants compared with it afterwards read them instead of rerunning it.
-    test = StoredScorer(arts, reuse=False) if variant == "fp32" and detach else LiteRTScorer(arts)
-    # 4-bit weights are scored through their int8-stored copy (runtime/widen_int4.py): the same logits, 2.5x faster
-    # on the 270M. The speed figures above are the artifact's own; scoring_tokens_per_s is the copy's.
+    # Scored through the main's scoring copy (runtime/scoring_main.py: 4-bit tables stored as int8, a 16-bit main's
+    # LM head on the host): the same logits, faster. The speed figures above are the artifact's own;
+    # scoring_tokens_per_s is the copy's.
     with tempfile.TemporaryDirectory(prefix=".scoring-", dir=folder) as tmp:
-        scored = scoring_copy(arts.path(variant), Path(tmp) / "scoring.tflite")
-        if scored != arts.path(variant):
-            arts.main = LiteRTModel(scored, arts.num_threads)
+        scoring = scoring_main(arts.path(variant), Path(tmp) / "scoring.tflite", arts.num_threads)
+        arts.main = scoring.model
+        # FP32's own pass stores its logits: the variants compared with it afterwards read them instead of rerunning.
+        test = (StoredScorer(arts, reuse=False) if variant == "fp32" and detach
+                else LiteRTScorer(arts, scoring.head))
         metrics, test_s = score(test, ref, wins, quiet)
+        del test, scoring, arts.main
     return Metrics(
         variant=variant, model=arts.model_info.name, random_weights=arts.model_info.random_weights,
         reference=reference, windows=len(wins), window_tokens=arts.host.cache_len, **metrics,

@@ -12,6 +12,7 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from quantlab.runtime.int_head import HostHead
 from quantlab.runtime.session import ArtifactSet
 
 
@@ -22,14 +23,17 @@ class Scorer(Protocol):
 
 
 class LiteRTScorer:
-    def __init__(self, arts: ArtifactSet) -> None:
-        self.arts = arts
+    """`head`: with `arts.main` a scoring copy without its LM head, the head applied on the host
+    (runtime/scoring_main.py)."""
+
+    def __init__(self, arts: ArtifactSet, head: HostHead | None = None) -> None:
+        self.arts, self.head = arts, head
         self.name = arts.variant
 
     def chunks(self, window: list[int]) -> Iterator[np.ndarray]:
         # Through decode, one token per call: only decode returns logits (as on the phone, where decode is what
         # picks every generated token). Chunks of the prefill length keep the chunking of TorchScorer.
-        yield from self.arts.session().decode_chunks(window, self.arts.host.prefill_len)
+        yield from self.arts.session().decode_chunks(window, self.arts.host.prefill_len, self.head)
 
 
 class StoredScorer:

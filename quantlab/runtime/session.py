@@ -18,6 +18,7 @@ from quantlab import layout, manifest
 from quantlab.artifacts import embedder_key
 from quantlab.errors import UserError
 from quantlab.runtime.host_inputs import HostParams
+from quantlab.runtime.int_head import HostHead
 from quantlab.runtime.litert_model import LiteRTModel
 from quantlab.runtime.sampling import Sampler, SamplerConfig
 from quantlab.runtime.tokenizer import Tokenizer
@@ -132,16 +133,21 @@ class Session:
         return {layout.EMBEDDINGS: emb, **arts.host.main_inputs(self.pos, t)}, self.caches
 
     def run(self, sig: str, values: dict[str, np.ndarray], raw: dict[str, np.ndarray], n: int,
-            want_logits: bool) -> np.ndarray | None:
-        """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted."""
+            want_logits: bool, raw_logits: bool = False) -> np.ndarray | None:
+        """Run main on prepared inputs; write the first `n` new K/V slices; return their logits if wanted (in the
+        model's own dtype with `raw_logits`)."""
         slices = tuple(layout.slice_of(c) for c in self.cache_specs)
-        out = self.main.run(sig, values, raw=self.as_inputs_of(sig, raw), raw_outputs=slices)
+        wanted_raw = (*slices, layout.LOGITS) if raw_logits else slices
+        out = self.main.run(sig, values, raw=self.as_inputs_of(sig, raw), raw_outputs=wanted_raw)
         spec_out = self.arts.main.outputs[sig]
         for cache, spec in self.cache_specs.items():
             name = layout.slice_of(cache)
             self.caches[cache][:, :, self.pos : self.pos + n] = spec_out[name].convert(out[name][:, :, :n], spec)
         self.pos += n
-        return out[layout.LOGITS][0, :n] if want_logits else None
+        if not want_logits:
+            return None
+        logits = out[layout.LOGITS]  # [1, T, vocab]; a scoring copy's head input may come as [1, hidden]
+        return logits.reshape(1, -1, logits.shape[-1])[0, :n]
 
     def as_inputs_of(self, sig: str, caches: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The caches in `sig`'s own input types. They differ only where `sig` never reads a cache (prefill's last
@@ -149,9 +155,10 @@ class Session:
         specs = self.arts.main.inputs[sig]
         return {name: self.cache_specs[name].convert(arr, specs[name]) for name, arr in caches.items()}
 
-    def step(self, sig: str, tokens: list[int], t: int, want_logits: bool) -> np.ndarray | None:
+    def step(self, sig: str, tokens: list[int], t: int, want_logits: bool,
+             raw_logits: bool = False) -> np.ndarray | None:
         values, raw = self.inputs(sig, tokens, t)
-        return self.run(sig, values, raw, len(tokens), want_logits)
+        return self.run(sig, values, raw, len(tokens), want_logits, raw_logits)
 
     def feed(self, tokens: list[int]) -> None:
         """Write `tokens`' keys and values into the caches through prefill, in chunks of the prefill length.
@@ -179,12 +186,23 @@ class Session:
             raise UserError(f"the KV cache ({self.arts.host.cache_len} slots) is full; re-export with --cache-len")
         return self.step(layout.DECODE, [token], 1, want_logits=True)[0]
 
-    def decode_chunks(self, tokens: list[int], rows: int) -> Iterator[np.ndarray]:
+    def decode_chunks(self, tokens: list[int], rows: int, head: HostHead | None = None) -> Iterator[np.ndarray]:
         """Every token through decode, yielding next-token logits [≤ rows, vocab] per `rows` tokens: the logits at
-        every position (scoring), streamed so that memory stays flat for Gemma3's 262k vocabulary."""
+        every position (scoring), streamed so that memory stays flat for Gemma3's 262k vocabulary. With `head`,
+        main is a scoring copy whose decode returns the LM head's input (runtime/int_head.py), and the head is
+        applied here to each chunk at once."""
         self._check_room(len(tokens))
         for s in range(0, len(tokens), rows):
-            yield np.stack([self.decode(tok) for tok in tokens[s : s + rows]])
+            if head is None:
+                yield np.stack([self.decode(tok) for tok in tokens[s : s + rows]])
+            else:
+                hidden = [self._decode_raw(tok) for tok in tokens[s : s + rows]]
+                yield head(np.stack(hidden).reshape(len(hidden), -1))
+
+    def _decode_raw(self, token: int) -> np.ndarray:
+        if self.capacity < 1:
+            raise UserError(f"the KV cache ({self.arts.host.cache_len} slots) is full; re-export with --cache-len")
+        return self.step(layout.DECODE, [token], 1, want_logits=True, raw_logits=True)[0]
 
     def _check_room(self, n: int) -> None:
         if n > self.capacity:

@@ -28,30 +28,36 @@ def unpack_int4(packed: np.ndarray, count: int) -> np.ndarray:
 def scoring_copy(src: Path, dst: Path) -> Path:
     """`dst` holding `src` with every 4-bit constant tensor stored as int8 (same values and quantization), or `src`
     itself when it has no 4-bit tensor or has one whose quantization is not per-tensor or per-channel (a blockwise
-    one: the int8 kernel would not read its scales)."""
-    from ai_edge_litert import schema_py_generated as fb
-
-    if not _has_int4(src):  # most mains: a scan of the tensor types, not the whole object tree (1-2 s at the 270M)
+    one: the int8 kernel would not read its scales). runtime/scoring_main.py also takes the LM head out."""
+    if not has_int4(src):  # most mains: a scan of the tensor types, not the whole object tree (1-2 s at the 270M)
         return Path(src)
     model = tflite_file.read(src)
+    return tflite_file.write(model, dst) if widen(model) else Path(src)
+
+
+def widen(model) -> bool:
+    """Store every 4-bit constant tensor of `model` (a `ModelT`, changed in place) as int8; False, with `model`
+    unchanged, when it has none or one that cannot be widened (blockwise, or computed at run time)."""
+    from ai_edge_litert import schema_py_generated as fb
+
     int4 = [t for sg in model.subgraphs for t in sg.tensors if t.type == fb.TensorType.INT4]
     if not int4 or any(t.quantization is None or t.quantization.details is not None for t in int4):
-        return Path(src)
-    done: set[int] = set()
+        return False
     for t in int4:
         buf = model.buffers[t.buffer]
         if buf.data is None or not len(buf.data):
-            return Path(src)  # a 4-bit tensor computed at run time: nothing to unpack ahead of time
+            return False  # a 4-bit tensor computed at run time: nothing to unpack ahead of time
+    done: set[int] = set()
     for t in int4:
         t.type = fb.TensorType.INT8
         if t.buffer not in done:  # a buffer the signatures share is widened once
             buf = model.buffers[t.buffer]
             buf.data = unpack_int4(buf.data, int(np.prod(t.shape))).view(np.uint8)
             done.add(t.buffer)
-    return tflite_file.write(model, dst)
+    return True
 
 
-def _has_int4(path: Path) -> bool:
+def has_int4(path: Path) -> bool:
     """Whether any tensor of the model is 4-bit, read through the flatbuffer's accessors (no copy of its buffers)."""
     import mmap
 
