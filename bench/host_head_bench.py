@@ -1,12 +1,13 @@
-"""A 16-bit main scored with its LM head in the interpreter and with the head on the host (runtime/int_head.py).
+"""A 16-bit main scored as it is and through its scoring copy: the LM head on the host (runtime/int_head.py).
 
     .venv/bin/python bench/host_head_bench.py DIR [--variant int16_w8] [--tokens 1279] [--threads 1]
 
 DIR is an artifact folder with a 16-bit main. Decodes the first `tokens` tokens of the default evaluation text
-(the lab's evaluation: one cache window) through the main as it is and through its scoring copy (runtime/
-scoring_main.py), chunk by chunk in lockstep in this process, so that both see the same machine load; prints the
-seconds of making the copy, each path's rate, the ratio, and whether every logit is the same bit for bit (the host
-head is only worth having if it is). `--threads 1` as in the lab, where each scoring step has one core.
+(the lab's evaluation: one cache window) through the main as it is and through its scoring copy
+(runtime/scoring_main.py: the head on the host, a 4-bit table stored as int8), chunk by chunk in lockstep in this
+process, so that both see the same machine load; prints the seconds of making the copy, each path's rate, the ratio,
+and whether every logit is the same bit for bit (the copy is only worth having if it is). `--threads 1` as in the
+lab, where each scoring step has one core.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def main() -> int:
         split = copy.copy(arts)
         split.main = scoring.model
         _ = arts.main, arts.embedder  # loaded before timing
-        paths = {"head in LiteRT": arts.session().decode_chunks(ids, rows),
-                 "head on the host": split.session().decode_chunks(ids, rows, scoring.head)}
+        paths = {"main as it is": arts.session().decode_chunks(ids, rows),
+                 "scoring copy": split.session().decode_chunks(ids, rows, scoring.head)}
         secs = dict.fromkeys(paths, 0.0)
         same, worst = True, 0.0
         while True:

@@ -223,13 +223,15 @@ def test_fp32_logits_are_stored_once_and_read_back_bit_for_bit(quantized_copy, m
 
 def test_4bit_weights_scored_through_their_int8_copy_give_the_same_logits(quantized_copy):
     """The scorers' copy of a 4-bit main (runtime/widen_int4.py) holds no 4-bit tensor, and decode over a window gives
-    the 4-bit file's logits bit for bit (tolerance: none); a main without 4-bit weights is scored as it is."""
+    the 4-bit file's logits bit for bit (tolerance: none), as does the copy with its LM head on the host
+    (runtime/scoring_main.py); a main without 4-bit weights is widened to nothing."""
     import copy
 
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils as fbu
 
     from quantlab.runtime.litert_model import LiteRTModel
+    from quantlab.runtime.scoring_main import scoring_main
     from quantlab.runtime.widen_int4 import scoring_copy, unpack_int4
 
     assert unpack_int4(np.array([0x21, 0xF8, 0x07], np.uint8), 5).tolist() == [1, 2, -8, -1, 7]
@@ -248,6 +250,13 @@ def test_4bit_weights_scored_through_their_int8_copy_give_the_same_logits(quanti
     assert np.array_equal(np.concatenate(list(wide.session().decode_chunks(ids, TINY_PREFILL))), original)
     w8 = ArtifactSet(folder, "int16_w8").path("int16_w8")
     assert scoring_copy(w8, folder / "unused.tflite") == w8 and not (folder / "unused.tflite").exists()
+    # the scorers' full copy (runtime/scoring_main.py) also takes the widened table's LM head to the host
+    scoring = scoring_main(src, folder / "scoring.tflite")
+    assert scoring.head is not None
+    split = copy.copy(arts)
+    split.main = scoring.model
+    got = np.concatenate(list(split.session().decode_chunks(ids, TINY_PREFILL, scoring.head)))
+    assert np.array_equal(got, original)
 
 
 def test_quantized_mains_ship_with_the_int8_embedder(quantized, tiny_model):

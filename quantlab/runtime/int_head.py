@@ -160,7 +160,8 @@ def _scale(t) -> tuple:
     q = t.quantization
     if q is None or q.scale is None:
         return ()
-    return tuple(np.asarray(q.scale).tolist()), tuple(np.asarray(q.zeroPoint if q.zeroPoint is not None else []).tolist())
+    zps = q.zeroPoint if q.zeroPoint is not None else []
+    return tuple(np.asarray(q.scale).tolist()), tuple(np.asarray(zps).tolist())
 
 
 def _is_fc(model, op, fb) -> bool:

@@ -71,8 +71,8 @@ def agrees(full: LiteRTModel, split_model: LiteRTModel, head: HostHead, seed: in
 
 
 def _ends_in_int16_head(path: Path) -> bool:
-    """Whether decode's `logits` come from a FULLY_CONNECTED with int16 input and an int8 table, read through the
-    flatbuffer's accessors (no copy of its buffers)."""
+    """Whether decode's `logits` come from a FULLY_CONNECTED with int16 input and an int8 or int4 table, read
+    through the flatbuffer's accessors (no copy of its buffers)."""
     from ai_edge_litert import schema_py_generated as fb
 
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
@@ -93,7 +93,8 @@ def _ends_in_int16_head(path: Path) -> bool:
                 kind = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
                 if kind == fb.BuiltinOperator.FULLY_CONNECTED:
                     x, w = sg.Tensors(op.Inputs(0)), sg.Tensors(op.Inputs(1))
-                    return x.Type() == fb.TensorType.INT16 and w.Type() == fb.TensorType.INT8
+                    # a 4-bit table qualifies too: widen() stores it as int8 before split() reads it
+                    return x.Type() == fb.TensorType.INT16 and w.Type() in (fb.TensorType.INT8, fb.TensorType.INT4)
                 if kind != fb.BuiltinOperator.RESHAPE:
                     return False
                 t = op.Inputs(0)
