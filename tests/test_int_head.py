@@ -25,6 +25,8 @@ def test_the_host_head_gives_the_interpreters_logits_bit_for_bit(quantized, tmp_
     scoring = sm.scoring_main(arts.path("int16_w8"), tmp_path / "scoring.tflite")
     assert scoring.head is not None and scoring.path == tmp_path / "scoring.tflite"
     assert _decode_fcs(scoring.path) == _decode_fcs(arts.path("int16_w8")) - 1
+    table = scoring.head.table.numel()  # its bytes leave the copy: the head holds them
+    assert arts.path("int16_w8").stat().st_size - scoring.path.stat().st_size >= table
     ids = _window(arts)
     want = list(arts.session().decode_chunks(ids, TINY_PREFILL))
     split = copy.copy(arts)

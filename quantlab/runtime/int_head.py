@@ -131,7 +131,8 @@ def split(model, threads: int = 1) -> HostHead | None:
         del sg.operators[i]
     sg.outputs = [ins[0] if int(t) == out.tensorIndex else int(t) for t in sg.outputs]
     out.tensorIndex = ins[0]
-    if not any(ins[1] in list(o.inputs) for s in model.subgraphs for o in s.operators):
+    read = {int(sub.tensors[i].buffer) for sub in model.subgraphs for o in sub.operators for i in o.inputs if i >= 0}
+    if w.buffer not in read:  # no other op (of any signature) reads the table
         model.buffers[w.buffer].data = None
     return head
 
