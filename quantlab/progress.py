@@ -1,8 +1,17 @@
-"""Progress for long work: a stage line with elapsed time, and tqdm bars for steps (with ETA)."""
+"""Progress for long work: a stage line with elapsed time, and tqdm bars for steps (with ETA).
+
+A lab step runs quiet in a process of its own, so its bars are off; with `report_to(path)` set in that process, every
+bar also writes where it is (what, done, of how many, since when) to that small file, which the lab reads while it
+waits and turns into a line on the console (lab/pipeline.py): a 40-minute search no longer looks like a hang.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
@@ -10,6 +19,7 @@ from tqdm import tqdm
 from quantlab.console import err
 
 T = TypeVar("T")
+_SINK: dict[str, Path] = {}  # "path": where this process's bars report (a lab step's progress file)
 
 
 class Stage:
@@ -41,5 +51,84 @@ def steps(items: Iterable[T], desc: str, total: int | None = None, quiet: bool =
 
 def bar(total: int | None, desc: str, quiet: bool = False, items: Iterable | None = None) -> tqdm:
     """A tqdm bar on the terminal's stderr; without `items`, one to `update()` by hand (a context manager), for
-    loops that may end before `total`."""
+    loops that may end before `total`. In a lab step (`report_to`), it also reports to the step's progress file."""
+    if "path" in _SINK:
+        return _Reported(items, desc=desc, total=total, disable=quiet, file=err(), leave=False, dynamic_ncols=True)
     return tqdm(items, desc=desc, total=total, disable=quiet, file=err(), leave=False, dynamic_ncols=True)
+
+
+def report_to(path: Path | None) -> None:
+    """Make this process's bars report to `path` (None: stop). Called in a lab step's own process."""
+    _SINK.pop("path", None)
+    if path is not None:
+        _SINK["path"] = Path(path)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a step is: `done` of `total` items of `desc`, the first of them begun at `since` (epoch seconds)."""
+
+    desc: str
+    done: int
+    total: int | None
+    since: float
+
+    def left(self, now: float) -> float | None:
+        """Seconds the rest of these items should take at the pace so far (None before the first is done)."""
+        if not self.done or not self.total:
+            return None
+        return (now - self.since) / self.done * max(0, self.total - self.done)
+
+    @classmethod
+    def read(cls, path: Path) -> "Progress | None":
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError):  # not written yet, or mid-replace on a shared file system
+            return None
+
+
+class _Reported(tqdm):
+    """A tqdm bar that also writes its count to the progress file, whether it is shown or not."""
+
+    def __init__(self, items: Iterable | None, desc: str, **kwargs) -> None:
+        super().__init__(items, desc=desc, **kwargs)  # a disabled tqdm keeps neither desc nor a count
+        self._desc, self._count, self._since = desc, 0, time.time()
+        self._write()
+
+    def __iter__(self):
+        for item in super().__iter__():
+            yield item
+            self._count += 1
+            self._write()
+
+    def update(self, n: float | None = 1) -> bool | None:
+        self._count += int(n or 0)
+        self._write()
+        return super().update(n)
+
+    def _write(self) -> None:
+        path = _SINK.get("path")
+        if path is None:
+            return
+        doc = {"desc": self._desc, "done": self._count, "total": self.total, "since": self._since}
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            os.replace(tmp, path)
+        except OSError:  # progress is a courtesy: never fail a step over it
+            pass
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """A lab step's `run` whose bars report to `path` (a callable the lab's back-ends run, pickled for Ray)."""
+
+    run: object
+    path: Path
+
+    def __call__(self):
+        report_to(self.path)
+        try:
+            return self.run()
+        finally:
+            report_to(None)

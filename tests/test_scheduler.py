@@ -132,3 +132,40 @@ def test_a_steps_peak_counts_the_processes_it_ran():
     run_steps([Step("s:child", _spawn_400mb)], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0),
               lambda s, r, p, t, w: peaks.update({s.name: p}))
     assert peaks["s:child"] >= 400
+
+
+def _rows() -> int:
+    from quantlab.progress import steps
+
+    for _ in steps(range(4), "rows", quiet=True):  # quiet, as every lab step's bars are
+        time.sleep(0.5)
+    return 4
+
+
+def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path):
+    """A quiet step's bar writes its count to the step's progress file (progress.Reporting); the lab's tick reads it
+    while no step ends and logs a line with the count and what is left; the file goes when the step ends."""
+    from quantlab.lab.heartbeat import Heartbeat
+
+    lines: list[str] = []
+    beat = Heartbeat(tmp_path, lines.append, every_s=0.0)
+    seen: list[tuple[str, float]] = []
+
+    def tick(running):
+        seen.extend((s.name, t0) for s, t0 in running)
+        beat.tick(running, lambda: "ETA x")
+
+    def done(step, result, peak_mb, seconds, where):
+        assert result == 4 and seconds >= 2.0
+        beat.ended(step.name)
+
+    run_steps([beat.wrap(Step("analyze", _rows))], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0), done,
+              tick, tick_s=0.2)
+    assert seen and all(name == "analyze" for name, _ in seen)
+    counts = [int(ln.split("rows ")[1].split("/")[0]) for ln in lines if "rows " in ln]
+    assert all(ln.startswith("  analyze") and ln.endswith("· ETA x") for ln in lines)
+    assert counts == sorted(counts) and set(counts) >= {1, 2, 3} and max(counts) <= 4, lines
+    assert any("/4 (~0:0" in ln for ln in lines)  # a pace once one row is done: ~0.5 s a row, under 2 s left
+    assert not beat.path("analyze").exists()
+    beat.tidy()
+    assert not beat.dir.exists()

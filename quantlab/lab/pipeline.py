@@ -16,6 +16,7 @@ from quantlab.errors import UserError
 from quantlab.lab import eta
 from quantlab.lab import steps as stage_steps
 from quantlab.lab.config import RunConfig
+from quantlab.lab.heartbeat import Heartbeat
 from quantlab.lab.scheduler import Forked, Resources, run_steps
 from quantlab.lab.stages import BY_NAME, STAGES, ConfigView, Plan, Stage, Step, validate_order
 from quantlab.lab.state import RunState, key_of
@@ -32,6 +33,8 @@ class Lab:
         self.resources = Resources.of(cfg.jobs)
         self.ray = None  # a RayRunner while `run` runs with --ray-address (lab/ray_steps.py)
         self._changed: set[str] = set()  # steps whose keys this run changes (the ETA's later stages read it)
+        self._beat = Heartbeat(self.out, log)  # lines from the steps that run long (heartbeat.py)
+        self._running: dict[str, float] = {}  # step → when it started (perf_counter), as of the last tick
 
     # ---- what step builders read
     @property
@@ -151,24 +154,33 @@ class Lab:
         t0 = time.perf_counter()
 
         def done(step: Step, result: Any, peak_mb: float, secs: float, where: dict | None = None) -> None:
+            self._beat.ended(step.name)
+            self._running.pop(step.name, None)
             if step.name == "export":
                 result = {**result, "model": self.cfg.digest("model")}
             t["ran"] += 1
             self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1), where=where,
                               inputs=self._inputs(stage, step))
             self._todo = [s for s in self._todo if s.name != step.name]
-            self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · elapsed "
-                     f"{eta.clock(time.perf_counter() - self._t0)} · ETA {eta.clock(self._remaining())}")
+            self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · {self._elapsed_eta()}")
             if step.record is not None:
                 step.record(self.state.result(step.name))
 
+        def tick(running: list[tuple[Step, float]]) -> None:
+            self._running = {s.name: t for s, t in running}
+            self._beat.tick(running, self._elapsed_eta)
+
+        backend = self.ray.backend(self._memory_mb) if self.ray is not None else Forked(self.resources,
+                                                                                          self._memory_mb)
         try:
-            if self.ray is not None:
-                run_steps(todo, self.ray.backend(self._memory_mb), done)
-            else:
-                run_steps(todo, Forked(self.resources, self._memory_mb), done)
+            run_steps([self._beat.wrap(s) for s in todo], backend, done, tick)
         finally:
             t["seconds"] += time.perf_counter() - t0
+            self._running = {}
+            self._beat.tidy()
+
+    def _elapsed_eta(self) -> str:
+        return f"elapsed {eta.clock(time.perf_counter() - self._t0)} · ETA {eta.clock(self._remaining())}"
 
     def _to_run(self, stage: Stage, steps: list[Step]) -> list[Step]:
         """The steps whose inputs changed, and those needing one of them in this stage (a step's key is taken when it
@@ -195,7 +207,12 @@ class Lab:
         typical), then the later stages (_later_seconds)."""
         def guess(name: str) -> float:
             rec = self.state.steps.get(name)
-            return rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * self._scale()
+            typical = rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * self._scale()
+            if name not in self._running:
+                return typical
+            progress = self._beat.progress(name)  # a running step: what it has left
+            left = progress.left(time.time()) if progress is not None else None
+            return max(typical - (time.perf_counter() - self._running[name]), left or 0.0)
 
         return self._at_a_time(sum(guess(s.name) for s in self._todo), len(self._todo)) + \
             self._later_seconds(self._stage, set(self._changed))

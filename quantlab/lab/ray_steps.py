@@ -116,10 +116,10 @@ class _Tasks:
         self.steps[ref] = step
         return ref
 
-    def wait(self, handles: list) -> list:
+    def wait(self, handles: list, timeout: float | None = None) -> list:
         import ray
 
-        return ray.wait(handles, num_returns=1)[0]
+        return ray.wait(handles, num_returns=1, timeout=timeout)[0]
 
     def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
         import ray

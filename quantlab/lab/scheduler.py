@@ -62,8 +62,8 @@ class Backend(Protocol):
         """Start `step` and return its handle, or None when it cannot start now (no core, or memory, free).
         alone: nothing else runs and nothing else can start before it ends; an exclusive step always starts alone."""
 
-    def wait(self, handles: list) -> list:
-        """Those of `handles` whose steps have ended (at least one; blocks until then)."""
+    def wait(self, handles: list, timeout: float | None = None) -> list:
+        """Those of `handles` whose steps have ended: at least one, or none once `timeout` seconds have passed."""
 
     def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
         """An ended step's result, peak RSS (MB) and where it ran (None: this machine; a back-end that holds steps in
@@ -97,8 +97,8 @@ class Forked:
         self.running[child.conn] = (child, slots, mb)
         return child.conn
 
-    def wait(self, handles: list) -> list:
-        return wait(handles)
+    def wait(self, handles: list, timeout: float | None = None) -> list:
+        return wait(handles, timeout)
 
     def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
         child, slots, _ = self.running.pop(handle)
@@ -112,10 +112,13 @@ class Forked:
 
 
 def run_steps(steps: list[Step], backend: Backend,
-              done: Callable[[Step, Any, float, float, dict | None], None]) -> None:
+              done: Callable[[Step, Any, float, float, dict | None], None],
+              tick: Callable[[list[tuple[Step, float]]], None] | None = None, tick_s: float = 30.0) -> None:
     """Run `steps` (all of them; the caller left out what is skipped) on `backend`. A step starts once the steps of
     this list it `needs` have finished; an exclusive step waits until nothing runs and nothing starts beside it.
-    `done(step, result, peak_mb, seconds, where)` is called in the order steps finish, from this process."""
+    `done(step, result, peak_mb, seconds, where)` is called in the order steps finish, from this process;
+    `tick(running)` every `tick_s` seconds in which none ended, with each running step and when it started
+    (time.perf_counter()), from this process too (the lab prints where a long step is)."""
     names = {s.name for s in steps}
     pending = list(steps)
     running: dict[Any, tuple[Step, float]] = {}  # handle → step, start
@@ -143,7 +146,10 @@ def run_steps(steps: list[Step], backend: Backend,
     try:
         launch()
         while running:
-            for handle in backend.wait(list(running)):
+            ended = backend.wait(list(running), tick_s if tick else None)
+            if not ended and tick:
+                tick(list(running.values()))
+            for handle in ended:
                 s, t0 = running.pop(handle)
                 try:
                     result, peak, where = backend.finish(handle)
