@@ -1,10 +1,10 @@
 """The search's sensitivity rows measured by Ray actors across a cluster (the lab on `--ray-address`).
 
 Each actor is a row worker (sensitivity.Bench with `worker` set): it declares one CPU (one LiteRT thread) and the
-memory a row peaks at (about 3x the FP32 main: ~3 GB at the 270M), loads the folder's ranges and FP32 embedder once,
-and then quantizes and scores the rows it is handed against the FP32 logits the main bench wrote to the folder. The
-folder must be at the same path on every node (as for every lab step on Ray). Scores are the same as measured in
-one process (tests/test_ray_lab.py).
+memory a row peaks at (sensitivity.row_bytes: ~3 GB at the 270M, 6 GB at the 1B shape), loads the folder's ranges
+and FP32 embedder once, and then quantizes and scores the rows it is handed against the FP32 logits the main bench
+wrote to the folder. The folder must be at the same path on every node (as for every lab step on Ray). Scores are
+the same as measured in one process (tests/test_ray_lab.py).
 """
 
 from __future__ import annotations

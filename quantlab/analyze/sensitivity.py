@@ -3,8 +3,8 @@
 Scored as KL(fp32 || candidate) and top-1 agreement on a window of *calibration* text, so that choosing a recipe
 never looks at the evaluation text. The FP32 logits are computed once and kept in memory (tokens × vocab floats).
 
-The rows are independent, so with `jobs` > 1 they are measured side by side: a worker process per core (as memory allows), each
-pinned to its core with one LiteRT thread, started fresh (spawn: a forked copy of this process would inherit LiteRT
+The rows are independent, so with `jobs` > 1 they are measured side by side: a worker process per core (as memory
+allows: row_bytes), each pinned to its core with one LiteRT thread, started fresh (spawn: a forked copy of this process would inherit LiteRT
 thread pools and OpenMP state whose threads did not come along) and reading the FP32 logits from a file. Quantizing a
 row (ai-edge-quantizer) uses one core, and LiteRT's int16 kernels gain 1.55x from a second thread, so two rows at a
 time on 2 cores do more than one row on both (docs/results/2026-12-02.md §13); the scores are the same. When the lab
@@ -107,7 +107,7 @@ class Bench:
             if on_ray:
                 from quantlab.analyze.ray_rows import measure_rows
 
-                rows = measure_rows(self.folder, recipes, ROW_MEMORY_X * self.fp32_path.stat().st_size / 1e6)
+                rows = measure_rows(self.folder, recipes, row_bytes(self.fp32_path) / 1e6)
                 results = list(steps(rows, desc=desc, total=len(recipes), quiet=quiet))
             else:
                 ctx = mp.get_context("spawn")
@@ -134,7 +134,11 @@ class Bench:
 
 
 REFERENCE_FILE = ".analyze-reference.npz"  # the window and FP32's logits, for the row workers
-ROW_MEMORY_X = 3  # a row worker peaks at about 3x the FP32 main's bytes (270M: ~3 GB)
+# A row worker peaks at about a fixed 2 GB (Python, LiteRT, ai-edge-quantizer, the window's logits) plus the FP32
+# main's bytes: 270M ~3 GB (measured), 1B shape 2.3-4.6 GB seen (ps, 2026-12-03), declared 6 GB. The earlier 3x the
+# FP32 main fit the 270M but declared 12 GB a row on the 1B, so its 30 rows ran one at a time (41 minutes).
+ROW_FIXED_BYTES = 2.0e9
+ROW_MEMORY_X = 1.0
 _WORKER: Bench | None = None
 
 
@@ -150,10 +154,14 @@ class _Replay:
         yield from self._chunks
 
 
+def row_bytes(fp32_path: Path) -> float:
+    """What a row worker declares it peaks at, for a model whose FP32 main is `fp32_path`."""
+    return ROW_FIXED_BYTES + ROW_MEMORY_X * fp32_path.stat().st_size
+
+
 def row_workers(fp32_path: Path, rows: int, jobs: int) -> int:
-    """Workers for `rows` rows: at most `jobs` and one per core, as many as fit in the memory available (a 270M row
-    peaked at ~3 GB, about 3x its FP32 main; the 1B shape scales with it)."""
-    return max(1, min(jobs, cores(), fit_in_memory(ROW_MEMORY_X * fp32_path.stat().st_size), rows))
+    """Workers for `rows` rows: at most `jobs` and one per core, as many as fit in the memory available."""
+    return max(1, min(jobs, cores(), fit_in_memory(row_bytes(fp32_path)), rows))
 
 
 def _start_worker(folder: str, cpus) -> None:
