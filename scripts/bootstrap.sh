@@ -12,9 +12,14 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
-  echo "quantlab: installing pinned dependencies into $venv (first time: a few minutes)" >&2
-  "$venv/bin/python" -m pip install -q --upgrade pip
+  log="$venv/install.log"  # pip's own lines (its warnings, the build backend's) go here, not to the terminal
+  echo "quantlab: installing pinned dependencies into $venv (first time: a few minutes; pip's output: $log)" >&2
   # torch==2.13.0 is pinned (a CPU build); an unpinned torch would pull several GB of CUDA.
-  "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[test]"
+  if ! { "$venv/bin/python" -m pip install -q --upgrade pip &&
+         "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[test]"; } > "$log" 2>&1; then
+    tail -n 15 "$log" >&2
+    echo "quantlab: installing the dependencies failed (pip's whole output: $log)" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
