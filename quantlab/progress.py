@@ -92,18 +92,23 @@ class _Reported(tqdm):
 
     def __init__(self, items: Iterable | None, desc: str, **kwargs) -> None:
         super().__init__(items, desc=desc, **kwargs)  # a disabled tqdm keeps neither desc nor a count
-        self._desc, self._count, self._since = desc, 0, time.time()
+        self._desc, self._count, self._since, self._iterating = desc, 0, time.time(), False
         self._write()
 
     def __iter__(self):
-        for item in super().__iter__():
-            yield item
-            self._count += 1
-            self._write()
+        self._iterating = True  # a shown bar's own iteration calls update(): counted here, not there
+        try:
+            for item in super().__iter__():
+                yield item
+                self._count += 1
+                self._write()
+        finally:
+            self._iterating = False
 
     def update(self, n: float | None = 1) -> bool | None:
-        self._count += int(n or 0)
-        self._write()
+        if not self._iterating:
+            self._count += int(n or 0)
+            self._write()
         return super().update(n)
 
     def _write(self) -> None:

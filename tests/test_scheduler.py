@@ -134,17 +134,21 @@ def test_a_steps_peak_counts_the_processes_it_ran():
     assert peaks["s:child"] >= 400
 
 
-def _rows() -> int:
+def _rows(quiet: bool) -> int:
     from quantlab.progress import steps
 
-    for _ in steps(range(4), "rows", quiet=True):  # quiet, as every lab step's bars are
+    for _ in steps(range(4), "rows", quiet=quiet):
         time.sleep(0.5)
     return 4
 
 
-def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path):
-    """A quiet step's bar writes its count to the step's progress file (progress.Reporting); the lab's tick reads it
-    while no step ends and logs a line with the count and what is left; the file goes when the step ends."""
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet bar", "shown bar"])
+def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path, quiet):
+    """A step's bar, quiet (as most lab steps' are) or shown (calibration's), writes its count to the step's progress
+    file (progress.Reporting); the lab's tick reads it while no step ends and logs a line with the count and what is
+    left; the file goes when the step ends. A shown bar's own updates are not counted twice."""
+    import functools
+
     from quantlab.lab.heartbeat import Heartbeat
 
     lines: list[str] = []
@@ -159,7 +163,7 @@ def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path):
         assert result == 4 and seconds >= 2.0
         beat.ended(step.name)
 
-    run_steps([beat.wrap(Step("analyze", _rows))], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0), done,
+    run_steps([beat.wrap(Step("analyze", functools.partial(_rows, quiet)))], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0), done,
               tick, tick_s=0.2)
     assert seen and all(name == "analyze" for name, _ in seen)
     counts = [int(ln.split("rows ")[1].split("/")[0]) for ln in lines if "rows " in ln]
