@@ -163,8 +163,8 @@ def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path, quiet):
         assert result == 4 and seconds >= 2.0
         beat.ended(step.name)
 
-    run_steps([beat.wrap(Step("analyze", functools.partial(_rows, quiet)))], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0), done,
-              tick, tick_s=0.2)
+    step = beat.wrap(Step("analyze", functools.partial(_rows, quiet)))
+    run_steps([step], Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0), done, tick, tick_s=0.2)
     assert seen and all(name == "analyze" for name, _ in seen)
     counts = [int(ln.split("rows ")[1].split("/")[0]) for ln in lines if "rows " in ln]
     assert all(ln.startswith("  analyze") and ln.endswith("· ETA x") for ln in lines)

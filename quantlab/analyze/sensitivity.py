@@ -4,11 +4,12 @@ Scored as KL(fp32 || candidate) and top-1 agreement on a window of *calibration*
 never looks at the evaluation text. The FP32 logits are computed once and kept in memory (tokens × vocab floats).
 
 The rows are independent, so with `jobs` > 1 they are measured side by side: a worker process per core (as memory
-allows: row_bytes), each pinned to its core with one LiteRT thread, started fresh (spawn: a forked copy of this process would inherit LiteRT
-thread pools and OpenMP state whose threads did not come along) and reading the FP32 logits from a file. Quantizing a
-row (ai-edge-quantizer) uses one core, and LiteRT's int16 kernels gain 1.55x from a second thread, so two rows at a
-time on 2 cores do more than one row on both (docs/results/2026-12-02.md §13); the scores are the same. When the lab
-runs on Ray, the rows are measured by Ray actors across the cluster instead (ray_rows.py).
+allows: row_bytes), each pinned to its core with one LiteRT thread, started fresh (spawn: a forked copy of this
+process would inherit LiteRT thread pools and OpenMP state whose threads did not come along) and reading the FP32
+logits from a file. Quantizing a row (ai-edge-quantizer) uses one core, and LiteRT's int16 kernels gain 1.55x from
+a second thread, so two rows at a time on 2 cores do more than one row on both (docs/results/2026-12-02.md §13); the
+scores are the same. When the lab runs on Ray, the rows are measured by Ray actors across the cluster instead
+(ray_rows.py).
 """
 
 from __future__ import annotations

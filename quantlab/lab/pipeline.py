@@ -170,8 +170,10 @@ class Lab:
             self._running = {s.name: t for s, t in running}
             self._beat.tick(running, self._elapsed_eta)
 
-        backend = self.ray.backend(self._memory_mb) if self.ray is not None else Forked(self.resources,
-                                                                                          self._memory_mb)
+        if self.ray is not None:
+            backend = self.ray.backend(self._memory_mb)
+        else:
+            backend = Forked(self.resources, self._memory_mb)
         try:
             run_steps([self._beat.wrap(s) for s in todo], backend, done, tick)
         finally:
