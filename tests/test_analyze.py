@@ -115,11 +115,33 @@ def test_profiler_capture_gives_the_all_tensors_ranges(tiny_artifacts, tmp_path)
             np.testing.assert_allclose(np.ravel(prof[name]["min"]), np.ravel(q["min"]), rtol=1e-6, err_msg=name)
 
 
+def test_the_host_lm_head_gives_the_in_model_ranges(tiny_artifacts, tmp_path):
+    """Calibration's default takes decode's LM head out of the calibrated main and applies it on the host: every range
+    is the in-model calibration's, bit for bit, except the head's output (torch's float32 product, not XNNPACK's:
+    relative 1e-6), and the head-less copy does not outlive the call."""
+    from quantlab.runtime.float_head import headless_copy
+
+    (inside, meta_in), (host, meta) = _ranges_both_ways(tiny_artifacts, tmp_path, 2, {"host_head": False}, {})
+    assert meta["host_head"] and not meta_in["host_head"] and set(host) == set(inside)
+    head = headless_copy(next((tmp_path / "copy").glob("*_main_fp32.tflite")), tmp_path / "headless.tflite")
+    assert head is not None and head.names
+    for name, q in inside.items():
+        for k in ("min", "max"):
+            if k not in q:
+                continue
+            if name in head.names:
+                np.testing.assert_allclose(np.ravel(host[name][k]), np.ravel(q[k]), rtol=1e-6, err_msg=name)
+            else:
+                assert np.array_equal(host[name][k], q[k]), (name, k, host[name][k], q[k])
+    assert not list((tmp_path / "copy").glob(".calibrate-*"))
+
+
 def test_calibration_interpreters_from_file_give_aeqs_own_ranges(tiny_artifacts, tmp_path, monkeypatch):
     """quantlab builds ai-edge-quantizer's calibration interpreters from the file (4 GB less at the 1B scale) and with
     this machine's thread count; the ranges are exactly those of AEQ's own interpreter builder."""
     import contextlib
 
+    from quantlab import aeq
     from quantlab.calibration import ranges
 
     built = []
@@ -131,10 +153,12 @@ def test_calibration_interpreters_from_file_give_aeqs_own_ranges(tiny_artifacts,
         with real(xnnpack):
             yield
 
-    monkeypatch.setattr(ranges, "interpreters_from_file", spy)
+    for module in (ranges, aeq):  # the calibrator's (ranges.py), the K/V alignment's (aeq.alignment_utils)
+        monkeypatch.setattr(module, "interpreters_from_file", spy)
     [(ours, _)] = _ranges_both_ways(tiny_artifacts, tmp_path, 1, {}, None)
     assert built == [True, False]  # the calibrator with XNNPACK, the K/V alignment's look-up without
-    monkeypatch.setattr(ranges, "interpreters_from_file", lambda xnnpack=True: contextlib.nullcontext())
+    for module in (ranges, aeq):
+        monkeypatch.setattr(module, "interpreters_from_file", lambda xnnpack=True: contextlib.nullcontext())
     [(aeq, _)] = _ranges_both_ways(tiny_artifacts, tmp_path / "aeq", 1, {}, None)
     assert set(ours) == set(aeq)
     for name, q in aeq.items():
@@ -159,12 +183,14 @@ def test_search_axis_stops_after_its_first_candidate_over_the_tolerance():
         seen.append(key)
         return ratio[key]
 
-    skipped = walk_axes([int8, w4], build, 1.05, exhaustive=False)
+    left_out = []  # what the progress bar's total loses as each axis stops
+    skipped = walk_axes([int8, w4], build, 1.05, exhaustive=False, skip=left_out.append)
     assert seen == [int8[0], int8[1], int8[2], w4[0]]
-    assert skipped == [int8[3], w4[1]]
+    assert skipped == [int8[3], w4[1]] and left_out == [1, 1]
     seen.clear()
-    skipped = walk_axes([int8, w4], build, 1.05, exhaustive=True)
-    assert seen == int8 + w4 and skipped == []
+    left_out.clear()
+    skipped = walk_axes([int8, w4], build, 1.05, exhaustive=True, skip=left_out.append)
+    assert seen == int8 + w4 and skipped == [] and left_out == []
 
 
 def test_compile_slots_hold_the_queue_to_one_until_widened():

@@ -119,7 +119,7 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
     slots = Slots(1)
     pool = ThreadPoolExecutor(max_workers=max(1, cores()))
     with pool, bar(sum(map(len, axes)), "mixed-precision candidates", quiet) as progress:
-        skipped = walk_axes(axes, build, cfg.tolerance, cfg.exhaustive)
+        skipped = walk_axes(axes, build, cfg.tolerance, cfg.exhaustive, lambda n: _shrink(progress, n))
         slots.widen(1 + _more_compiles(bench.fp32_path))
         for c, done in zip(candidates, compiles):
             c.update(done.result())
@@ -167,14 +167,22 @@ class Slots:
             return fn(*args)
 
 
-def walk_axes(axes: list[list[tuple]], build, tolerance: float, exhaustive: bool) -> list:
+def walk_axes(axes: list[list[tuple]], build, tolerance: float, exhaustive: bool, skip=None) -> list:
     """Build each axis's candidates in order (`build` returns a candidate's expected perplexity ratio); unless
-    `exhaustive`, an axis stops after its first candidate over `tolerance` that quantizes a group on that axis.
-    Returns the keys of the candidates not built."""
+    `exhaustive`, an axis stops after its first candidate over `tolerance` that quantizes a group on that axis, and
+    `skip(n)` hears how many it leaves out. Returns the keys of the candidates not built."""
     skipped = []
     for axis in axes:
         for i, key in enumerate(axis):
             if build(*key) > tolerance and any(key) and not exhaustive:
                 skipped += axis[i + 1:]
+                if skip is not None:
+                    skip(len(axis) - i - 1)
                 break
     return skipped
+
+
+def _shrink(progress, n: int) -> None:
+    """Take `n` candidates the search will not build off the bar's total (the lab's progress line reads it)."""
+    progress.total -= n
+    progress.update(0)

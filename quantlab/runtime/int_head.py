@@ -90,12 +90,11 @@ def split(model, threads: int = 1) -> HostHead | None:
     import torch
     from ai_edge_litert import schema_py_generated as fb
 
-    sig = next((s for s in model.signatureDefs if _text(s.signatureKey) == layout.DECODE), None)
-    out = None if sig is None else next((o for o in sig.outputs if _text(o.name) == layout.LOGITS), None)
+    sig, out = decode_logits(model)
     if out is None:
         return None
     sg = model.subgraphs[sig.subgraphIndex]
-    tail = _tail(model, sg, out.tensorIndex, fb)
+    tail = head_ops(model, sg, out.tensorIndex, fb)
     if tail is None:
         return None
     k = tail[0]
@@ -137,7 +136,7 @@ def split(model, threads: int = 1) -> HostHead | None:
     return head
 
 
-def _tail(model, sg, logits: int, fb) -> list[int] | None:
+def head_ops(model, sg, logits: int, fb) -> list[int] | None:
     """The operator indices from the head's FULLY_CONNECTED to the op writing `logits` (the FC, then any RESHAPEs
     that only reshape it, as in the tiny config), or None when decode does not end that way."""
     producer = {int(t): i for i, op in enumerate(sg.operators) for t in op.outputs}
@@ -155,6 +154,13 @@ def _tail(model, sg, logits: int, fb) -> list[int] | None:
             return None
         t = src
     return None
+
+
+def decode_logits(model) -> tuple:
+    """The decode signature of a `ModelT` and its `logits` output, or (None, None)."""
+    sig = next((s for s in model.signatureDefs if _text(s.signatureKey) == layout.DECODE), None)
+    out = None if sig is None else next((o for o in sig.outputs if _text(o.name) == layout.LOGITS), None)
+    return (sig, out) if out is not None else (None, None)
 
 
 def _scale(t) -> tuple:

@@ -1,0 +1,92 @@
+"""The LM head of an FP32 main taken out of decode, so that calibration computes the logits' range on the host.
+
+Calibration runs decode at every position (capture.py), and decode is the only signature with the LM head: a
+FULLY_CONNECTED of the hidden state × the vocabulary table (262,144 rows), one position per call. On the 270M the table
+is 63 % of the weights decode reads, on the 1B shape 30 %. What calibration needs from the head is only its output's
+range, and no later op reads it, so a copy of the main whose decode ends at the head's input can be calibrated
+instead, its decode outputs kept, and the head applied on the host to all of a window's positions in one matrix
+product (`FloatHead.range`).
+
+Choose it for min/max ranges (the default): the range is a min and a max over positions, which the order of
+positions does not change. Every other tensor's range is the copy's own, computed by the same kernels; the head's
+output range is computed by torch instead of XNNPACK, so it can differ in the last bits of float32 (the test states the
+tolerance). A moving-average range depends on the order of samples and keeps the head in the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from quantlab import tflite_file
+from quantlab.runtime.int_head import decode_logits, head_ops
+
+
+@dataclass(frozen=True)
+class FloatHead:
+    """The head removed from a float main: table [vocab, depth] (float32), bias [vocab] or None, and the names of the
+    tensors from its output to the `logits` output (the FC's, then any RESHAPEs'; they hold the same values)."""
+
+    table: np.ndarray
+    bias: np.ndarray | None
+    names: tuple[str, ...]
+
+    def range(self, x: np.ndarray, chunk: int = 256) -> tuple[float, float]:
+        """Min and max of the logits for head inputs `x` [n, depth], `chunk` positions per product (float32)."""
+        import torch
+
+        w = torch.from_numpy(self.table)
+        b = None if self.bias is None else torch.from_numpy(self.bias)
+        x = np.ascontiguousarray(x.reshape(-1, self.table.shape[1]), np.float32)
+        lo, hi = np.inf, -np.inf
+        for s in range(0, len(x), chunk):
+            y = torch.from_numpy(x[s:s + chunk]) @ w.T
+            if b is not None:
+                y += b
+            lo, hi = min(lo, float(y.min())), max(hi, float(y.max()))
+        return lo, hi
+
+
+def headless_copy(src: Path, dst: Path) -> FloatHead | None:
+    """Write `src` without its decode LM head to `dst` (decode's `logits` output is then the head's input) and return
+    the head; None, and nothing written, when decode does not end in a float32 FULLY_CONNECTED without a fused
+    activation (a quantized main, or another graph)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = tflite_file.read(src)
+    sig, out = decode_logits(model)
+    if out is None:
+        return None
+    sg = model.subgraphs[sig.subgraphIndex]
+    tail = head_ops(model, sg, out.tensorIndex, fb)
+    if tail is None:
+        return None
+    op = sg.operators[tail[0]]
+    ins = [int(i) for i in op.inputs]
+    x, w = sg.tensors[ins[0]], sg.tensors[ins[1]]
+    b = sg.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
+    tensors = [t for t in (x, w, b) if t is not None]
+    table = model.buffers[w.buffer].data
+    if (any(t.type != fb.TensorType.FLOAT32 for t in tensors) or table is None or not len(table) or len(w.shape) != 2
+            or (b is not None and model.buffers[b.buffer].data is None)):
+        return None
+    vocab, depth = (int(s) for s in w.shape)
+    names = tuple(_name(sg.tensors[int(sg.operators[i].outputs[0])]) for i in tail)
+    head = FloatHead(table=np.frombuffer(table, np.float32).reshape(vocab, depth).copy(),
+                     bias=None if b is None else np.frombuffer(model.buffers[b.buffer].data, np.float32).copy(),
+                     names=names)
+    for i in sorted(tail, reverse=True):
+        del sg.operators[i]
+    sg.outputs = [ins[0] if int(t) == out.tensorIndex else int(t) for t in sg.outputs]
+    out.tensorIndex = ins[0]
+    read = {int(sub.tensors[i].buffer) for sub in model.subgraphs for o in sub.operators for i in o.inputs if i >= 0}
+    if w.buffer not in read:  # no other op (of any signature) reads the table: the copy leaves its bytes out
+        model.buffers[w.buffer].data = None
+    tflite_file.write(model, dst)
+    return head
+
+
+def _name(t) -> str:
+    return t.name.decode() if isinstance(t.name, bytes) else str(t.name)
