@@ -119,7 +119,8 @@ def cmd_eval_sim(a: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
-    meta = api.calibrate_model(a.dir, a.text or (), a.samples, a.decode_stride, a.hessians, a.ranges, a.capture)
+    meta = api.calibrate_model(a.dir, a.text or (), a.samples, a.decode_stride, a.hessians, a.ranges, a.capture,
+                               a.head == "host")
     print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
           + ", ".join(f"{n} {k} samples" for k, n in meta["samples"].items())
           + f"; {meta['seconds']:.0f} s, peak RSS {meta['peak_rss_mb'] / 1e3:.1f} GB", file=out())
