@@ -58,7 +58,7 @@ def calibrate_model(folder: str | Path, texts: Sequence[str | Path] = (), window
     """Real text through the folder's FP32 pipeline; saves calibration.json (and hessians.npz for GPTQ). Use your
     own `texts` (.txt/.jsonl files) when your users' text differs from English prose; the default is litert-torch's
     calibration prompts plus Python's documentation. `host_head=False` runs decode's LM head in the model (the
-    logits' range exactly as ai-edge-quantizer computes it, ~10 % slower on the 270M)."""
+    logits' range exactly as ai-edge-quantizer computes it; 270M calibration 181 → 218 s)."""
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate
     from quantlab.texts import default_calibration_texts, load_texts

@@ -57,7 +57,7 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
     weight rounding, see quantlab/calibration/hessians.py) and returns its metadata.
 
     host_head: calibrate a copy of the main without decode's LM head and take the logits' range from the head applied
-    on the host (runtime/float_head.py; min/max ranges in profiler mode only, mains under 2 GiB): 270M 206 → 186 s, the
+    on the host (runtime/float_head.py; min/max ranges in profiler mode only, mains under 2 GiB): 270M 218 → 181 s, the
     same ranges but the logits' within float32 rounding. False runs the head in the model, as ai-edge-quantizer does."""
     with tempfile.TemporaryDirectory(dir=folder if Path(folder).is_dir() else None, prefix=".calibrate-") as tmp:
         return _calibrate(Path(folder), texts, plan, quiet, ranges, capture, hessians,

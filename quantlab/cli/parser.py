@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "440 MB, calibration 190 -> 850 s)")
     c.add_argument("--head", choices=("host", "model"), default="host",
                    help="where decode's LM head runs for the logits' range: host (default; one matrix product per "
-                        "window, 270M calibration 206 -> 186 s, the range within float32 rounding) or model (as "
+                        "window, 270M calibration 218 -> 181 s, the range within float32 rounding) or model (as "
                         "ai-edge-quantizer runs it; moving_average and all_tensors always do)")
     c.set_defaults(func=cmd_calibrate)
 

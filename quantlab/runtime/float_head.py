@@ -8,8 +8,9 @@ instead, its decode outputs kept, and the head applied on the host to all of a w
 product (`FloatHead.range`).
 
 Measured on the 270M (2 windows, 2,598 decode and 40 prefill samples, `bench/calibration_bench.py DIR --compare
-head`): 206 → 186 s. Most of a calibration decode call is not the head's bytes but the profiler's per-op work and the
-Python around each sample. Mains of 2 GiB or more (the 1B shape) keep the head in the model (WRITABLE_BYTES).
+head`): 217.7 → 180.8 s (×0.83), peak RSS 5.07 → 5.69 GB (the host's copy of the table). Most of a calibration decode
+call is not the head's bytes but the profiler's per-op work and the Python around each sample. Mains of 2 GiB or more
+(the 1B shape) keep the head in the model (WRITABLE_BYTES).
 
 Choose it for min/max ranges (the default): the range is a min and a max over positions, which the order of
 positions does not change. Every other tensor's range is the copy's own, computed by the same kernels; the head's
