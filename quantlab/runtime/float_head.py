@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from quantlab import tflite_file
-from quantlab.runtime.int_head import decode_logits, head_ops
+from quantlab.runtime.int_head import cut_head, find_head
 
 
 # The LiteRT tools write a model as one flatbuffer, which cannot pass 2 GiB: a larger main (the 1B shape's 4 GB FP32
@@ -68,15 +68,10 @@ def headless_copy(src: Path, dst: Path) -> FloatHead | None:
     if Path(src).stat().st_size >= WRITABLE_BYTES:
         return None
     model = tflite_file.read(src)
-    sig, out = decode_logits(model)
-    if out is None:
+    site = find_head(model)
+    if site is None:
         return None
-    sg = model.subgraphs[sig.subgraphIndex]
-    tail = head_ops(model, sg, out.tensorIndex, fb)
-    if tail is None:
-        return None
-    op = sg.operators[tail[0]]
-    ins = [int(i) for i in op.inputs]
+    sg, ins = site.subgraph, site.inputs
     x, w = sg.tensors[ins[0]], sg.tensors[ins[1]]
     b = sg.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
     tensors = [t for t in (x, w, b) if t is not None]
@@ -85,17 +80,11 @@ def headless_copy(src: Path, dst: Path) -> FloatHead | None:
             or (b is not None and model.buffers[b.buffer].data is None)):
         return None
     vocab, depth = (int(s) for s in w.shape)
-    names = tuple(_name(sg.tensors[int(sg.operators[i].outputs[0])]) for i in tail)
+    names = tuple(_name(sg.tensors[int(sg.operators[i].outputs[0])]) for i in site.ops)
     head = FloatHead(table=np.frombuffer(table, np.float32).reshape(vocab, depth).copy(),
                      bias=None if b is None else np.frombuffer(model.buffers[b.buffer].data, np.float32).copy(),
                      names=names)
-    for i in sorted(tail, reverse=True):
-        del sg.operators[i]
-    sg.outputs = [ins[0] if int(t) == out.tensorIndex else int(t) for t in sg.outputs]
-    out.tensorIndex = ins[0]
-    read = {int(sub.tensors[i].buffer) for sub in model.subgraphs for o in sub.operators for i in o.inputs if i >= 0}
-    if w.buffer not in read:  # no other op (of any signature) reads the table: the copy leaves its bytes out
-        model.buffers[w.buffer].data = None
+    cut_head(model, site)
     tflite_file.write(model, dst)
     return head
 

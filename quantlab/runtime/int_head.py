@@ -90,17 +90,11 @@ def split(model, threads: int = 1) -> HostHead | None:
     import torch
     from ai_edge_litert import schema_py_generated as fb
 
-    sig, out = decode_logits(model)
-    if out is None:
+    site = find_head(model)
+    if site is None:
         return None
-    sg = model.subgraphs[sig.subgraphIndex]
-    tail = head_ops(model, sg, out.tensorIndex, fb)
-    if tail is None:
-        return None
-    k = tail[0]
-    op = sg.operators[k]
-    ins = [int(i) for i in op.inputs]
-    x, w, y = sg.tensors[ins[0]], sg.tensors[ins[1]], sg.tensors[int(op.outputs[0])]
+    sg, ins = site.subgraph, site.inputs
+    x, w, y = sg.tensors[ins[0]], sg.tensors[ins[1]], sg.tensors[int(sg.operators[site.ops[0]].outputs[0])]
     b = sg.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
     if (x.type, w.type, y.type) != (fb.TensorType.INT16, fb.TensorType.INT8, fb.TensorType.INT16):
         return None
@@ -124,16 +118,47 @@ def split(model, threads: int = 1) -> HostHead | None:
         multiplier=torch.from_numpy(q), left=torch.from_numpy(np.maximum(shift, 0)),
         right=torch.from_numpy(np.maximum(-shift, 0)), half=torch.from_numpy((1 << np.maximum(-shift, 0)) >> 1),
         logits=spec, threads=threads)
-    # decode now ends at the head's input: the FC (and the reshapes after it) go, its input becomes the signature's
-    # `logits` output, and the table's bytes (the head holds them) leave the copy.
-    for i in sorted(tail, reverse=True):
+    cut_head(model, site)
+    return head
+
+
+@dataclass(frozen=True)
+class HeadSite:
+    """Where decode's LM head is in a `ModelT`: its subgraph, its `logits` output, the operator indices from the head's
+    FULLY_CONNECTED to that output (head_ops), and the FC's input tensor indices (input, table[, bias])."""
+
+    subgraph: object
+    output: object
+    ops: list
+    inputs: list
+
+
+def find_head(model) -> HeadSite | None:
+    """Decode's LM head, or None when decode does not end in a FULLY_CONNECTED (and RESHAPEs) without activation."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    sig, out = decode_logits(model)
+    if out is None:
+        return None
+    sg = model.subgraphs[sig.subgraphIndex]
+    tail = head_ops(model, sg, out.tensorIndex, fb)
+    if tail is None:
+        return None
+    return HeadSite(sg, out, tail, [int(i) for i in sg.operators[tail[0]].inputs])
+
+
+def cut_head(model, site: HeadSite) -> None:
+    """Make decode end at the head's input (in place): the FC and the reshapes after it go, its input becomes the
+    signature's `logits` output, and the table's bytes leave the model unless another op reads them."""
+    sg, ins, out = site.subgraph, site.inputs, site.output
+    for i in sorted(site.ops, reverse=True):
         del sg.operators[i]
     sg.outputs = [ins[0] if int(t) == out.tensorIndex else int(t) for t in sg.outputs]
     out.tensorIndex = ins[0]
+    table = sg.tensors[ins[1]].buffer
     read = {int(sub.tensors[i].buffer) for sub in model.subgraphs for o in sub.operators for i in o.inputs if i >= 0}
-    if w.buffer not in read:  # no other op (of any signature) reads the table
-        model.buffers[w.buffer].data = None
-    return head
+    if table not in read:  # no other op (of any signature) reads the table
+        model.buffers[table].data = None
 
 
 def head_ops(model, sg, logits: int, fb) -> list[int] | None:
