@@ -141,7 +141,7 @@ def test_calibration_interpreters_from_file_give_aeqs_own_ranges(tiny_artifacts,
     this machine's thread count; the ranges are exactly those of AEQ's own interpreter builder."""
     import contextlib
 
-    from quantlab import aeq
+    from quantlab import aeq as aeq_module
     from quantlab.calibration import ranges
 
     built = []
@@ -153,11 +153,11 @@ def test_calibration_interpreters_from_file_give_aeqs_own_ranges(tiny_artifacts,
         with real(xnnpack):
             yield
 
-    for module in (ranges, aeq):  # the calibrator's (ranges.py), the K/V alignment's (aeq.alignment_utils)
+    for module in (ranges, aeq_module):  # the calibrator's (ranges.py), the K/V alignment's (aeq.alignment_utils)
         monkeypatch.setattr(module, "interpreters_from_file", spy)
     [(ours, _)] = _ranges_both_ways(tiny_artifacts, tmp_path, 1, {}, None)
     assert built == [True, False]  # the calibrator with XNNPACK, the K/V alignment's look-up without
-    for module in (ranges, aeq):
+    for module in (ranges, aeq_module):
         monkeypatch.setattr(module, "interpreters_from_file", lambda xnnpack=True: contextlib.nullcontext())
     [(aeq, _)] = _ranges_both_ways(tiny_artifacts, tmp_path / "aeq", 1, {}, None)
     assert set(ours) == set(aeq)

@@ -71,9 +71,8 @@ def headless_copy(src: Path, dst: Path) -> FloatHead | None:
     site = find_head(model)
     if site is None:
         return None
-    sg, ins = site.subgraph, site.inputs
-    x, w = sg.tensors[ins[0]], sg.tensors[ins[1]]
-    b = sg.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
+    sg = site.subgraph
+    x, w, b, _ = site.tensors()
     tensors = [t for t in (x, w, b) if t is not None]
     table = model.buffers[w.buffer].data
     if (any(t.type != fb.TensorType.FLOAT32 for t in tensors) or table is None or not len(table) or len(w.shape) != 2

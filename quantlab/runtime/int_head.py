@@ -93,9 +93,7 @@ def split(model, threads: int = 1) -> HostHead | None:
     site = find_head(model)
     if site is None:
         return None
-    sg, ins = site.subgraph, site.inputs
-    x, w, y = sg.tensors[ins[0]], sg.tensors[ins[1]], sg.tensors[int(sg.operators[site.ops[0]].outputs[0])]
-    b = sg.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
+    x, w, b, y = site.tensors()
     if (x.type, w.type, y.type) != (fb.TensorType.INT16, fb.TensorType.INT8, fb.TensorType.INT16):
         return None
     if b is not None and (b.type != fb.TensorType.INT64 or model.buffers[b.buffer].data is None):
@@ -131,6 +129,12 @@ class HeadSite:
     output: object
     ops: list
     inputs: list
+
+    def tensors(self) -> tuple:
+        """The FC's input, table, bias (None without one) and output tensors."""
+        sg, ins = self.subgraph, self.inputs
+        b = sg.tensors[ins[2]] if len(ins) > 2 and ins[2] >= 0 else None
+        return sg.tensors[ins[0]], sg.tensors[ins[1]], b, sg.tensors[int(sg.operators[self.ops[0]].outputs[0])]
 
 
 def find_head(model) -> HeadSite | None:
