@@ -79,9 +79,10 @@ def quantize_model(folder: str | Path, scheme: str = "int16_w8", embedder: str =
 
 
 def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM8750", tokens: int = 256,
-                  float_column: bool = False, exhaustive: bool = False) -> dict:
-    """Sensitivity of each op group and the mixed-precision search (every candidate compiled for `soc`); saves
-    analysis.json and recipes/<chosen>.json. Use it to find how much of the model can take int8 activations."""
+                  float_column: bool = False, exhaustive: bool = False, opt_level: str = "O2") -> dict:
+    """Sensitivity of each op group and the mixed-precision search (every candidate compiled for `soc`, at QNN's
+    `opt_level`: see SearchConfig); saves analysis.json and recipes/<chosen>.json. Use it to find how much of the model
+    can take int8 activations."""
     from quantlab.analyze.analysis import analyze
     from quantlab.analyze.search import SearchConfig
     from quantlab.compile.socs import resolve_soc
@@ -89,7 +90,8 @@ def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM875
 
     if tokens < 2:
         raise UserError(f"--tokens must be at least 2, got {tokens}")
-    cfg = _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc), exhaustive=exhaustive)
+    cfg = _config(SearchConfig, tolerance=tolerance, soc=resolve_soc(soc), exhaustive=exhaustive,
+                  compile_level=opt_level)
     return analyze(Path(folder), cfg, tokens=tokens, float_column=float_column)
 
 
@@ -104,12 +106,13 @@ def check_model(model: str | Path, target: str = "litert") -> list:
 
 
 def compile_model(model: str | Path, socs: Sequence[str] = ("SM8750",), out: str | Path | None = None,
-                  overwrite: bool = False, weight_sharing: bool = True) -> list:
+                  overwrite: bool = False, weight_sharing: bool = True, opt_level: str = "O3") -> list:
     """QNN HTP AOT compile of a main for each SoC; returns the results (ops offloaded per signature, the compiler's
-    reason for every op left on the CPU). Raises CompileFailed with the compiler's messages when nothing compiles."""
+    reason for every op left on the CPU). Raises CompileFailed with the compiler's messages when nothing compiles.
+    opt_level: QNN's graph optimization level, O3 (what ships) unless only the coverage is wanted (O2, ~8x faster)."""
     from quantlab.compile.stage import compile_for_socs
 
-    return compile_for_socs(Path(model), list(socs), Path(out) if out else None, overwrite, weight_sharing)
+    return compile_for_socs(Path(model), list(socs), Path(out) if out else None, overwrite, weight_sharing, opt_level)
 
 
 def evaluate_model(folder: str | Path, text: str, variant: str = "fp32", reference: str | None = None,

@@ -107,6 +107,7 @@ class CompileRecord:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
     weight_sharing: bool = True
+    opt_level: str = "O3"  # QNN's graph optimization level (compile/compiler.py: O3 ships, O2 only checks coverage)
     coverage: dict[str, dict] = field(default_factory=dict)  # signature → ops_offloaded, ops_total, partitions
     dispatch_ops: int = 0
     rejected: list[dict] = field(default_factory=list)
@@ -251,6 +252,7 @@ class AnalysisRecord:
     seconds: float = 0.0
     smallest: str | None = None  # the smallest compiled main within tolerance (4-bit weights where they hold)
     skipped: list[str] = field(default_factory=list)  # candidates after an axis's first one over the tolerance
+    compile_level: str = "O3"  # QNN's optimization level the candidates compiled at (analyze/search.py)
 
 
 @dataclass

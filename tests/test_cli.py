@@ -138,6 +138,9 @@ def test_analyze_and_smooth_bad_input(capsys, tiny_artifacts, tmp_path):
     rc, err = _run(capsys, "analyze", str(tiny_artifacts), "--soc", "SM0000")
     _one_line_error(rc, err)
     assert "SM8750" in err[0]
+    rc, err = _run(capsys, "analyze", str(tiny_artifacts), "--opt-level", "O4")
+    _one_line_error(rc, err)
+    assert "O2" in err[0]
     rc, err = _run(capsys, "export", "--model", "tiny-random", "--out", str(tmp_path / "s"), "--smooth", "1.5")
     _one_line_error(rc, err)
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())

@@ -101,7 +101,8 @@ def test_cli_records_compiled_artifact_in_manifest(quantized_copy, capsys):
 
 def test_int8_rmsnorm_is_rejected_as_check_predicts(quantized, tmp_path):
     """RMSNorm composites at int8: the HTP validator rejects each (QNN error 3110) and `check --target qnn` names
-    exactly those ops; at int16 (quantlab's recipes) none is rejected."""
+    exactly those ops; at int16 (quantlab's recipes) none is rejected. The search's O2 check rejects the same ops and
+    partitions the rest the same way as O3."""
     from quantlab.quantize.groups import build_recipe
     from quantlab.calibration.ranges import load_ranges
     from quantlab.check.qnn_rules import check_qnn
@@ -116,6 +117,10 @@ def test_int8_rmsnorm_is_rejected_as_check_predicts(quantized, tmp_path):
     predicted = {(v.signature, v.op_index) for v in check_qnn(model) if v.rule == "qnn-int8-rmsnorm"}
     assert predicted == rejected
     assert not [v for v in check_qnn(folder / "tiny-random_main_int8.tflite") if v.rule == "qnn-int8-rmsnorm"]
+    checked = compile_model(model, "SM8750", tmp_path / "norms8_o2.tflite", opt_level="O2")
+    assert checked.coverage == res.coverage
+    assert [(r.signature, r.op_index, r.qnn_error) for r in checked.rejected] == \
+        [(r.signature, r.op_index, r.qnn_error) for r in res.rejected]
 
 
 def test_blockwise_4bit_weights_stop_the_compile_and_check_predicts_it(tmp_path):
@@ -158,8 +163,9 @@ def test_blockwise_4bit_weights_stop_the_compile_and_check_predicts_it(tmp_path)
 
 
 def test_a_main_the_search_compiled_is_taken_from_the_search_not_compiled_again(quantized, tmp_path, monkeypatch):
-    """The search keeps each candidate's compiled file (search._compiles); a later compile of the same bytes for the
-    same SoC takes it with its record and runs no compiler; another SoC or other bytes are compiled."""
+    """A search that compiles at O3 keeps each candidate's compiled file (search._compiles); a later compile of the
+    same bytes for the same SoC takes it with its record and runs no compiler; another SoC or other bytes are
+    compiled."""
     import shutil
 
     from quantlab.analyze import search
@@ -172,7 +178,7 @@ def test_a_main_the_search_compiled_is_taken_from_the_search_not_compiled_again(
     work.mkdir()
     cand = work / ".analyze-candidate-0.tflite"
     shutil.copy(int8, cand)
-    found = search._compiles(cand, "SM8750")
+    found = search._compiles(cand, "SM8750", "O3")
     kept = KeptCompiles(work)
     assert not cand.exists() and kept.keys() == [found["kept_compile"]]
 
@@ -194,3 +200,40 @@ def test_a_main_the_search_compiled_is_taken_from_the_search_not_compiled_again(
     fresh = compile_model(main, "SM8750", tmp_path / "fresh.tflite")
     assert len(runs) == 3 and not fresh.reused
     assert fresh.path.read_bytes() == taken.path.read_bytes()
+
+
+def test_the_search_checks_candidates_at_o2_with_the_coverage_o3_gives(quantized, tmp_path, monkeypatch):
+    """The search's default level (O2) compiles with the real plugin and reports the same coverage per signature as
+    the O3 compile every shipped main gets (compile/levels.py); its file is not kept, since it is not what ships, so a
+    later compile of the same bytes runs the compiler at O3. An unknown level is refused before the compiler runs."""
+    import shutil
+
+    from quantlab.analyze import search
+    from quantlab.compile import compiler
+    from quantlab.compile.kept import KeptCompiles, compile_key
+    from quantlab.errors import UserError
+
+    folder, _ = quantized
+    int16 = next(folder.glob("*_main_int16_w8.tflite"))
+    work = tmp_path / "D"
+    work.mkdir()
+    cand = work / ".analyze-candidate-0.tflite"
+    shutil.copy(int16, cand)
+    runs = []
+    real = compiler.run_measured
+    monkeypatch.setattr(compiler, "run_measured", lambda *a, **k: runs.append(a[0]) or real(*a, **k))
+    checked = search._compiles(cand, "SM8750", "O2")
+    assert "kept_compile" not in checked and not KeptCompiles(work).dir.exists() and not cand.exists()
+    assert runs[-1][-1] == "--qualcomm_optimization_level=O2"
+
+    shipped = compile_model(int16, "SM8750", tmp_path / "int16_aot.tflite")
+    assert runs[-1][-1] == "--qualcomm_optimization_level=O3" and not shipped.reused
+    assert shipped.record().opt_level == "O3"
+    assert checked["coverage"] == shipped.coverage and checked["fully_offloaded"] and shipped.fully_offloaded
+    # Within 1 % in size (the optimizer's own constants differ), not the same file.
+    assert abs(checked["compiled_bytes"] - shipped.bytes) <= 0.01 * shipped.bytes
+    assert compile_key(int16, "SM8750", True, "O2") != compile_key(int16, "SM8750", True, "O3")
+
+    with pytest.raises(UserError, match="O1, O2, O3"):
+        compile_model(int16, "SM8750", tmp_path / "x.tflite", opt_level="O4")
+    assert len(runs) == 2 and not (tmp_path / "x.tflite").exists()

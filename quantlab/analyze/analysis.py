@@ -70,7 +70,8 @@ def analysis_record(result: dict | None) -> AnalysisRecord | None:
         fp32_perplexity=found["fp32_perplexity"], tolerance=found["tolerance"], soc=found["soc"],
         candidates=[Candidate(**{k: v for k, v in c.items() if k in keep}) for c in found["candidates"]],
         chosen=found["chosen"], chosen_within_tolerance=found["chosen_within_tolerance"], seconds=result["seconds"],
-        smallest=found.get("smallest"), skipped=found.get("skipped", []))
+        smallest=found.get("smallest"), skipped=found.get("skipped", []),
+        compile_level=found.get("compile_level", "O3"))
 
 
 def load_analysis(folder: Path) -> dict | None:

@@ -14,7 +14,10 @@ of 2026-12-01 every axis rose monotonically (int8: 1.023, 1.026, 1.030, 1.042, 1
 choice, 1,542 s against 2,221 s (docs/results/2026-12-02.md). `exhaustive` builds every one.
 
 Each candidate compiles (one process, one core) while the next is scored; the compiles still queued when the scoring
-ends run a core each, as memory allows (`_more_compiles`).
+ends run a core each, as memory allows (`_more_compiles`). Candidates compile at QNN's O2 level by default: the same
+ops offloaded in the same partitions as O3, the level every shipped main compiles at, in an eighth of the time on
+the 270M (compile/levels.py); the compile stage then compiles the chosen recipe at O3. At O3 the search keeps its
+compiled files for the compile stage instead (compile/kept.py).
 
 "Perplexity ratio" here is the larger of the measured ratio and exp(KL). On a few hundred tokens the measured ratio is
 noisy (it scores one sampled token per position, and can fall below 1); exp(KL) is what the ratio tends to when the
@@ -37,6 +40,7 @@ from quantlab.check.qnn_rules import check_qnn
 from quantlab import manifest
 from quantlab.compile.compiler import CompileFailed, compile_model
 from quantlab.compile.kept import KeptCompiles, compile_key
+from quantlab.compile.levels import OPT_LEVELS, SHIP_LEVEL
 from quantlab.procmon import cores, fit_in_memory
 from quantlab.progress import bar
 
@@ -45,7 +49,8 @@ from quantlab.progress import bar
 # an older analysis.
 # 2: chosen by the expected perplexity ratio max(measured, exp(KL)).
 # 3: no float column by default; candidates compile while the next is scored. 4: each axis stops over the tolerance.
-METHOD_VERSION = 4
+# 5: candidates compiled at O2 by default (compile_level).
+METHOD_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -53,28 +58,37 @@ class SearchConfig:
     """tolerance: allowed perplexity ratio to FP32 on the analysis text (1.05 = +5 %). soc: the NPU every candidate
     must compile for. Choose a tighter tolerance when quality matters more than NPU speed. exhaustive: build every
     candidate, also those after an axis's first one over the tolerance (a fuller size × accuracy table, ~100 s per
-    270M candidate more)."""
+    270M candidate more). compile_level: QNN's optimization level for the candidates' compiles (compile/levels.py):
+    O2 checks what compiles fastest; choose O3 to get the compiled sizes of the level that ships (then the compile
+    stage reuses the chosen candidate's file; ~8x the compile time)."""
 
     tolerance: float = 1.05
     soc: str = "SM8750"
     exhaustive: bool = False
+    compile_level: str = "O2"
 
     def __post_init__(self) -> None:
         if self.tolerance < 1.0:
             raise ValueError(f"tolerance must be at least 1.0 (a perplexity ratio), got {self.tolerance}")
+        if self.compile_level not in OPT_LEVELS:
+            raise ValueError(f"the search's compile level must be one of {', '.join(OPT_LEVELS)}, "
+                             f"got {self.compile_level!r}")
 
 
-def _compiles(path: Path, soc: str) -> dict:
-    """QNN rule check and a real compile; returns what the table needs. The compiled file is kept (compile/kept.py)
-    until the search has chosen, so that the compile stage need not compile the chosen recipe again. Deletes `path`."""
+def _compiles(path: Path, soc: str, level: str) -> dict:
+    """QNN rule check and a real compile at `level`; returns what the table needs. A compile at the level that ships
+    is kept (compile/kept.py) until the search has chosen, so that the compile stage need not compile the chosen
+    recipe again. Deletes `path`."""
     violations = check_qnn(path)
     try:
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".analyze-compile-") as tmp:
-            key = compile_key(path, soc, True)
-            res = compile_model(path, soc, Path(tmp) / "candidate_aot.tflite")
-            KeptCompiles(path.parent).put(key, res.path, manifest.to_dict(res.record()))
+            res = compile_model(path, soc, Path(tmp) / "candidate_aot.tflite", opt_level=level)
+            kept = {}
+            if level == SHIP_LEVEL:
+                kept["kept_compile"] = compile_key(path, soc, True, level)
+                KeptCompiles(path.parent).put(kept["kept_compile"], res.path, manifest.to_dict(res.record()))
             return {"qnn_rule_violations": len(violations), "fully_offloaded": res.fully_offloaded,
-                    "coverage": res.coverage, "compiled_bytes": res.bytes, "kept_compile": key}
+                    "coverage": res.coverage, "compiled_bytes": res.bytes, **kept}
     except CompileFailed as exc:
         return {"qnn_rule_violations": len(violations), "fully_offloaded": False, "coverage": {},
                 "compile_error": str(exc)}
@@ -104,7 +118,7 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
         # a busy core scored int16 at 3.2 tokens/s, one thread 6.6 (2 cores, docs/results/2026-12-02.md §13).
         busy = any(not f.done() for f in compiles)
         m = bench.measure(recipe, path, threads=max(1, cores() - 1) if busy else None)
-        compiles.append(pool.submit(slots.run, _compiles, path, cfg.soc))
+        compiles.append(pool.submit(slots.run, _compiles, path, cfg.soc, cfg.compile_level))
         candidates.append({"name": recipe_name(16, int8, w4), "int8_groups": list(int8), "w4_groups": list(w4),
                            "int8_weight_share": sum(share[g] for g in int8),
                            "w4_weight_share": sum(share[g] for g in w4),
@@ -136,7 +150,7 @@ def search(bench: Bench, sens: dict, cfg: SearchConfig = SearchConfig(), quiet: 
     for c in candidates:
         c.pop("kept_compile", None)
     return {"order": order, "order_w4": order4, "weight_share": share, "fp32_perplexity": fp32_ppl,
-            "tolerance": cfg.tolerance, "soc": cfg.soc, "candidates": candidates,
+            "tolerance": cfg.tolerance, "soc": cfg.soc, "compile_level": cfg.compile_level, "candidates": candidates,
             "chosen": chosen["name"] if chosen else None, "chosen_within_tolerance": bool(within),
             "smallest": smallest["name"] if smallest else None,
             "skipped": [recipe_name(16, int8, w4) for int8, w4 in skipped]}

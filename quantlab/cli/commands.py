@@ -139,7 +139,7 @@ def cmd_quantize(a: argparse.Namespace) -> int:
 
 
 def cmd_analyze(a: argparse.Namespace) -> int:
-    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens, a.float_column, a.full_search)
+    res = api.analyze_model(a.dir, a.tolerance, a.soc, a.tokens, a.float_column, a.full_search, a.opt_level)
     sens, s = res["sensitivity"], res["search"]
     print(f"sensitivity on {res['tokens']} tokens of calibration-domain text, KL vs fp32 (all int16: "
           f"{sens['all_int16']['kl']:.4f}, all int8: {sens['all_int8']['kl']:.4f}); one group changed:", file=out())
@@ -187,7 +187,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
     failed = 0
     for soc in socs:
         try:
-            res = api.compile_model(a.model, [soc], a.out, a.overwrite, not a.no_weight_sharing)[0]
+            res = api.compile_model(a.model, [soc], a.out, a.overwrite, not a.no_weight_sharing, a.opt_level)[0]
         except CompileFailed as exc:
             failed += 1
             print(f"{exc.soc}: FAILED — the compiler said:", file=out())
@@ -212,7 +212,8 @@ def cmd_run(a: argparse.Namespace) -> int:
         socs=tuple(a.soc or ["SM8750"]), calib_texts=tuple(Path(t) for t in a.calib_text or ()),
         eval_text=Path(a.eval_text) if a.eval_text else None, prefill_len=a.prefill_len, cache_len=a.cache_len,
         calib_windows=a.calib_windows, eval_tokens=a.eval_tokens, overwrite=a.overwrite, analyze=not a.no_analyze,
-        tolerance=a.tolerance, search_soc=a.search_soc, full_search=a.full_search, smooth_alpha=a.smooth,
+        tolerance=a.tolerance, search_soc=a.search_soc, full_search=a.full_search,
+        search_opt_level=a.search_opt_level, smooth_alpha=a.smooth,
         per_op=not a.no_per_op, embedder=a.embedder, rotate=a.rotate, hadamard=a.hadamard, bundles=not a.no_bundle,
         npu_sim=a.npu_sim, npu_sim_positions=a.npu_sim_positions, jobs=a.jobs,
         ray_address=a.ray_address)

@@ -4,6 +4,7 @@ Runs LiteRT's `apply_plugin_main` tool directly (as litert-torch's own NPU compi
 plugin's flags and keeps its whole log: the partition statistics and, for every op the plugin leaves on the CPU, the
 QNN validator's own message. Weight sharing (`qualcomm_enable_weight_sharing`) lets prefill and decode share one copy
 of the weights in the QNN context: without it every signature stores its own.
+The QNN graph optimization level is compile/levels.py's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from quantlab.atomic import atomic_path, check_writable
 from quantlab.check.graph import read_ops
 from quantlab.compile.kept import KeptCompiles, compile_key
+from quantlab.compile.levels import OPT_LEVELS, SHIP_LEVEL
 from quantlab.compile.log_parse import RejectedOp, parse_log
 from quantlab.compile.qnn_libs import library_path
 from quantlab.compile.socs import resolve_soc
@@ -45,6 +47,7 @@ class CompileResult:
     seconds: float
     peak_rss_mb: float
     weight_sharing: bool
+    opt_level: str = SHIP_LEVEL
     coverage: dict[str, dict] = field(default_factory=dict)  # signature → ops offloaded / total / partitions
     rejected: list[RejectedOp] = field(default_factory=list)
     dispatch_ops: int = 0
@@ -57,7 +60,8 @@ class CompileResult:
     def record(self) -> CompileRecord:
         return CompileRecord(
             soc=self.soc, bytes=self.bytes, input_bytes=self.input_bytes, seconds=round(self.seconds, 1),
-            peak_rss_mb=round(self.peak_rss_mb, 1), weight_sharing=self.weight_sharing, coverage=self.coverage,
+            peak_rss_mb=round(self.peak_rss_mb, 1), weight_sharing=self.weight_sharing, opt_level=self.opt_level,
+            coverage=self.coverage,
             dispatch_ops=self.dispatch_ops, rejected=[r.as_dict() for r in self.rejected], reused=self.reused)
 
 
@@ -70,26 +74,29 @@ def _plugin_paths() -> tuple[str, str]:
 
 
 def compile_model(model: Path, soc: str, out: Path, weight_sharing: bool = True, overwrite: bool = False,
-                  log_path: Path | None = None, reuse_kept: bool = True) -> CompileResult:
-    """Compile `model` for `soc` into `out`. Choose weight_sharing=False only to measure what it saves. A compiled
-    file the search kept for these exact bytes (kept.py) is moved to `out` instead, unless `reuse_kept` is False or a
-    log is asked for."""
+                  log_path: Path | None = None, reuse_kept: bool = True, opt_level: str = SHIP_LEVEL) -> CompileResult:
+    """Compile `model` for `soc` into `out`. Choose weight_sharing=False only to measure what it saves, and an
+    `opt_level` other than O3 (OPT_LEVELS) only to check coverage quickly. A compiled file the search kept for these
+    exact bytes and options (kept.py) is moved to `out` instead, unless `reuse_kept` is False or a log is asked for."""
     from ai_edge_litert.aot.core import common
 
     model, out = Path(model), Path(out)
     soc = resolve_soc(soc)
+    if opt_level not in OPT_LEVELS:
+        raise UserError(f"optimization level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}; O3 is what ships")
     if not model.is_file():
         raise UserError(f"{model} does not exist; pass a .tflite main (e.g. DIR/<name>_main_int8.tflite)")
     read_ops(model)  # a corrupt file is a one-line UserError here, not a plugin crash
     check_writable(out, overwrite)
     if reuse_kept and log_path is None:
         kept = KeptCompiles(model.parent)
-        rec = kept.take(compile_key(model, soc, weight_sharing), out) if kept.dir.is_dir() else None
+        rec = kept.take(compile_key(model, soc, weight_sharing, opt_level), out) if kept.dir.is_dir() else None
         if rec is not None:
             logger.info("%s for %s: the search's compiled file of the same bytes, not compiled again", model.name, soc)
             return CompileResult(
                 soc=soc, path=out, bytes=out.stat().st_size, input_bytes=model.stat().st_size,
                 seconds=rec["seconds"], peak_rss_mb=rec["peak_rss_mb"], weight_sharing=weight_sharing,
+                opt_level=opt_level,
                 coverage=rec["coverage"], rejected=[RejectedOp(**r) for r in rec["rejected"]],
                 dispatch_ops=rec["dispatch_ops"], reused=True)
     binary, plugin_dir = _plugin_paths()
@@ -97,7 +104,8 @@ def compile_model(model: Path, soc: str, out: Path, weight_sharing: bool = True,
     with atomic_path(out) as tmp:
         cmd = [binary, "--cmd=apply", f"--model={model}", f"--o={tmp}", "--soc_manufacturer=Qualcomm",
                f"--soc_model={soc}", "--err=--", f"--libs={plugin_dir}",
-               f"--qualcomm_enable_weight_sharing={'true' if weight_sharing else 'false'}"]
+               f"--qualcomm_enable_weight_sharing={'true' if weight_sharing else 'false'}",
+               f"--qualcomm_optimization_level={opt_level}"]
         rc, seconds, peak_mb, log = run_measured(cmd, env=env)
         if log_path is not None:
             log_path.write_text(log)
@@ -108,7 +116,7 @@ def compile_model(model: Path, soc: str, out: Path, weight_sharing: bool = True,
     ops = read_ops(out)
     return CompileResult(
         soc=soc, path=out, bytes=out.stat().st_size, input_bytes=model.stat().st_size, seconds=seconds,
-        peak_rss_mb=peak_mb, weight_sharing=weight_sharing,
+        peak_rss_mb=peak_mb, weight_sharing=weight_sharing, opt_level=opt_level,
         coverage={sigs.get(c.subgraph, f"subgraph_{c.subgraph}"): {
             "ops_offloaded": c.ops_offloaded, "ops_total": c.ops_total, "partitions": c.partitions}
             for c in coverage},

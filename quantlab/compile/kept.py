@@ -1,12 +1,14 @@
 """Compiled files kept by the search for the compile stage: a main compiled once is not compiled again.
 
 The search compiles every candidate it builds; the lab then quantizes the chosen recipe again (and `int16_w8`, which
-is the search's all-int16 candidate) and compiled them a second time, ~100 s per 270M main and SoC. Quantizing is
-deterministic (same recipe and ranges, same bytes), so the search keeps the compiled files of the candidates a later
-compile may ask for, keyed by what decides the compiler's output: the sha256 of the input main, the SoC, weight
-sharing, and the versions of the plugin (ai-edge-litert) and of the QNN libraries (onnxruntime-qnn). `compile_model`
-takes a kept file whose key matches instead of running the compiler, with the compile's own record (coverage,
-rejected ops, seconds and peak memory of the run that made it). A main whose bytes differ in any way is compiled.
+is the search's all-int16 candidate) and would compile them a second time, ~100 s per 270M main and SoC. Quantizing
+is deterministic (same recipe and ranges, same bytes), so a search that compiles at the level that ships
+(`--search-opt-level O3`; by default it checks at O2, whose files are not kept: compile/levels.py) keeps the
+compiled files of the candidates a later compile may ask for, keyed by what decides the compiler's output: the
+sha256 of the input main, the SoC, weight sharing, the optimization level, and the versions of the plugin
+(ai-edge-litert) and of the QNN libraries (onnxruntime-qnn). `compile_model` takes a kept file whose key matches
+instead of running the compiler, with the compile's own record (coverage, rejected ops, seconds and peak memory of
+the run that made it). A main whose bytes differ in any way is compiled.
 
 The kept files live in the artifact folder under `.compiled-kept/` (one compiled main each, ~0.4 GB for the 270M);
 the search keeps at most its chosen, smallest and all-int16 candidates, and a compile moves the file out.
@@ -26,11 +28,12 @@ from quantlab.atomic import atomic_path
 KEPT_DIR = ".compiled-kept"
 
 
-def compile_key(model: Path, soc: str, weight_sharing: bool) -> str:
-    """What decides the compiler's output, as one name: the input's sha256, the SoC, weight sharing, the tools."""
+def compile_key(model: Path, soc: str, weight_sharing: bool, opt_level: str) -> str:
+    """What decides the compiler's output, as one name: the input's sha256, the SoC, weight sharing, the optimization
+    level, the tools."""
     v = manifest.versions()
     tools = f"{v['ai-edge-litert']}|{v['onnxruntime-qnn']}"
-    tag = hashlib.sha256(f"{soc}|{weight_sharing}|{tools}".encode()).hexdigest()[:12]
+    tag = hashlib.sha256(f"{soc}|{weight_sharing}|{opt_level}|{tools}".encode()).hexdigest()[:12]
     return f"{manifest.sha256(model)[:32]}-{tag}"
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from quantlab.compile.levels import OPT_LEVELS
 from quantlab.compile.socs import resolve_soc
 from quantlab.errors import UserError
 from quantlab.lab.state import STATE_FILE
@@ -28,7 +29,8 @@ class RunConfig:
     270M). analyze: run the mixed-precision search and build its chosen recipe as another variant (tolerance: allowed
     perplexity ratio to fp32 on calibration-domain text; analyze_tokens: tokens scored per candidate; search_soc: the
     SoC every candidate must compile for; full_search: also build the candidates after each axis's first one over the
-    tolerance, for a fuller size × accuracy table). smooth_alpha, rotate, hadamard: function-preserving transforms
+    tolerance, for a fuller size × accuracy table; search_opt_level: QNN's optimization level for the candidates'
+    compiles, O2 by default, see SearchConfig). smooth_alpha, rotate, hadamard: function-preserving transforms
     before export (see ExportConfig). bundles: a `.litertlm` per variant and compiled main (quantlab/bundle), each
     uncompiled one also scored through LiteRT-LM in the evaluate stage. npu_sim: each quantized main compiled for
     each SoC run on the QNN HTP simulator against the CPU and FP32 (opt-in: ~10 s per 270M decode call) at
@@ -62,6 +64,7 @@ class RunConfig:
     analyze_tokens: int = 256
     search_soc: str = "SM8750"
     full_search: bool = False
+    search_opt_level: str = "O2"
     smooth_alpha: float = 0.0
     rotate: int = 1
     hadamard: bool = True
@@ -80,6 +83,8 @@ class RunConfig:
         object.__setattr__(self, "search_soc", resolve_soc(self.search_soc))
         object.__setattr__(self, "calib_texts", tuple(Path(p) for p in self.calib_texts))
         check_choice(self.embedder)
+        if self.search_opt_level not in OPT_LEVELS:
+            raise UserError(f"--search-opt-level must be one of {', '.join(OPT_LEVELS)}, got {self.search_opt_level!r}")
         if self.calib_texts:
             load_texts(list(self.calib_texts))  # existence, encoding, .jsonl lines: all before the first step
         if self.eval_text is not None:

@@ -59,7 +59,8 @@ def analyze(lab: "Lab", cfg: ConfigView) -> list[Step]:
 
     if not cfg.analyze:
         return []
-    search = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc, exhaustive=cfg.full_search)
+    search = SearchConfig(tolerance=cfg.tolerance, soc=cfg.search_soc, exhaustive=cfg.full_search,
+                          compile_level=cfg.search_opt_level)
     tokens, out, jobs, on_ray = cfg.analyze_tokens, cfg.out, len(lab.resources.slots()), lab.ray is not None
 
     def run() -> dict:
