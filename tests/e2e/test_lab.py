@@ -72,10 +72,13 @@ def test_mixed_variant_from_the_search_is_built_compiled_and_reported(lab):
     # the built variant has int8 activations on exactly the share of FC weights the search said
     assert art.quantize.int8_fc_share == pytest.approx(chosen.int8_weight_share, abs=1e-3)
     assert art.compiled["SM8750"].fully_offloaded
-    # the compile stage took the search's compiled file for the chosen recipe and for int16_w8 (the search's all-int16
-    # candidate, the same bytes) instead of compiling them again; nothing is left kept
-    assert art.compiled["SM8750"].reused and data.artifacts["int16_w8"].compiled["SM8750"].reused
-    assert not data.artifacts["int8"].compiled["SM8750"].reused and not (lab / ".compiled-kept").exists()
+    # the search checked its candidates at QNN's O2 and kept none of those files; the compile stage compiled the chosen
+    # recipe and int16_w8 (the search's all-int16 candidate, the same bytes) at O3, with the coverage the search saw
+    assert a.compile_level == "O2" and not (lab / ".compiled-kept").exists()
+    for variant, cand in ((a.chosen, chosen), ("int16_w8", cands["a16"])):
+        rec = data.artifacts[variant].compiled["SM8750"]
+        assert rec.opt_level == "O3" and not rec.reused
+        assert rec.coverage == (cand.coverage if variant == a.chosen else cand["coverage"])
     assert art.metrics.kl > 0 and art.check.violations == []
     md = (lab / "report.md").read_text()
     assert "## Sensitivity by op group" in md and "## Mixed-precision search" in md and "## LiteRT-LM bundles" in md
@@ -126,6 +129,7 @@ FLIPS = {
     "analyze_tokens": (64, AFTER_ANALYZE),
     "search_soc": ("SM8650", AFTER_ANALYZE),
     "full_search": (True, AFTER_ANALYZE),
+    "search_opt_level": ("O1", AFTER_ANALYZE),
     "schemes": (("int8", "int16_w8", "dynamic_int8"), {"quantize", "check", "compile", "bundle", "evaluate"}),
     "embedder": ("fp32", {"quantize", "check", "compile", "bundle", "evaluate"}),
     "socs": (("SM8750", "SM8650"), {"compile", "bundle"}),
