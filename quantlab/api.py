@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from quantlab.compile.levels import CHECK_LEVEL, SHIP_LEVEL
+
 
 def run_lab(model: str = "gemma3-270m", out: str | Path = "out", schemes: Sequence[str] = (),
             log: Callable[[str], None] = print, log_file: str | Path | None = None, verbose: bool = False,
@@ -79,7 +81,7 @@ def quantize_model(folder: str | Path, scheme: str = "int16_w8", embedder: str =
 
 
 def analyze_model(folder: str | Path, tolerance: float = 1.05, soc: str = "SM8750", tokens: int = 256,
-                  float_column: bool = False, exhaustive: bool = False, opt_level: str = "O2") -> dict:
+                  float_column: bool = False, exhaustive: bool = False, opt_level: str = CHECK_LEVEL) -> dict:
     """Sensitivity of each op group and the mixed-precision search (every candidate compiled for `soc`, at QNN's
     `opt_level`: see SearchConfig); saves analysis.json and recipes/<chosen>.json. Use it to find how much of the model
     can take int8 activations."""
@@ -106,7 +108,7 @@ def check_model(model: str | Path, target: str = "litert") -> list:
 
 
 def compile_model(model: str | Path, socs: Sequence[str] = ("SM8750",), out: str | Path | None = None,
-                  overwrite: bool = False, weight_sharing: bool = True, opt_level: str = "O3") -> list:
+                  overwrite: bool = False, weight_sharing: bool = True, opt_level: str = SHIP_LEVEL) -> list:
     """QNN HTP AOT compile of a main for each SoC; returns the results (ops offloaded per signature, the compiler's
     reason for every op left on the CPU). Raises CompileFailed with the compiler's messages when nothing compiles.
     opt_level: QNN's graph optimization level, O3 (what ships) unless only the coverage is wanted (O2, ~8x faster)."""

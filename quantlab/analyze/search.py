@@ -40,7 +40,7 @@ from quantlab.check.qnn_rules import check_qnn
 from quantlab import manifest
 from quantlab.compile.compiler import CompileFailed, compile_model
 from quantlab.compile.kept import KeptCompiles, compile_key
-from quantlab.compile.levels import OPT_LEVELS, SHIP_LEVEL
+from quantlab.compile.levels import CHECK_LEVEL, SHIP_LEVEL, check_level
 from quantlab.procmon import cores, fit_in_memory
 from quantlab.progress import bar
 
@@ -65,14 +65,12 @@ class SearchConfig:
     tolerance: float = 1.05
     soc: str = "SM8750"
     exhaustive: bool = False
-    compile_level: str = "O2"
+    compile_level: str = CHECK_LEVEL
 
     def __post_init__(self) -> None:
         if self.tolerance < 1.0:
             raise ValueError(f"tolerance must be at least 1.0 (a perplexity ratio), got {self.tolerance}")
-        if self.compile_level not in OPT_LEVELS:
-            raise ValueError(f"the search's compile level must be one of {', '.join(OPT_LEVELS)}, "
-                             f"got {self.compile_level!r}")
+        check_level(self.compile_level)
 
 
 def _compiles(path: Path, soc: str, level: str) -> dict:

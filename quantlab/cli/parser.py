@@ -6,6 +6,7 @@ import argparse
 
 from quantlab.cli.commands import (cmd_analyze, cmd_bundle, cmd_calibrate, cmd_check, cmd_compile, cmd_eval,
                                    cmd_export, cmd_generate, cmd_quantize, cmd_report, cmd_run, cmd_sweep)
+from quantlab.compile.levels import CHECK_LEVEL, SHIP_LEVEL
 
 HADAMARD_HELP = ("block-Hadamard rotations folded around the fully-connected layers (same function; on by default), "
                  "for int8 activations on them: 270M a16_a8 on 90.7%% of the weights +18.1%% -> +4.9%% ppl; int16_w8 "
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the sensitivity analysis and mixed-precision search (and its variant)")
     r.add_argument("--search-soc", default="SM8750", help="SoC every search candidate must compile for")
     r.add_argument("--full-search", action="store_true", help=FULL_SEARCH_HELP)
-    r.add_argument("--search-opt-level", default="O2", help=SEARCH_LEVEL_HELP)
+    r.add_argument("--search-opt-level", default=CHECK_LEVEL, help=SEARCH_LEVEL_HELP)
     r.add_argument("--no-per-op", action="store_true",
                    help="skip the per-tensor SNR analysis in evaluate (it holds every tensor of two mains: too big "
                         "for the 1B in 24 GB)")
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--soc", default="SM8750", help="SoC every candidate must compile for (default SM8750)")
     an.add_argument("--tokens", type=int, default=256, help="tokens of calibration-domain text scored per candidate")
     an.add_argument("--full-search", action="store_true", help=FULL_SEARCH_HELP)
-    an.add_argument("--opt-level", default="O2", help=SEARCH_LEVEL_HELP)
+    an.add_argument("--opt-level", default=CHECK_LEVEL, help=SEARCH_LEVEL_HELP)
     an.add_argument("--float-column", action="store_true",
                     help="also measure each op group left float (what int16 on it costs; doubles the sensitivity time)")
     an.set_defaults(func=cmd_analyze)
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out", default=None, help="output file (default: <model>_aot_<soc>.tflite beside the model)")
     m.add_argument("--no-weight-sharing", action="store_true",
                    help="store weights once per signature (bigger; only to measure what sharing saves)")
-    m.add_argument("--opt-level", default="O3",
+    m.add_argument("--opt-level", default=SHIP_LEVEL,
                    help="QNN graph optimization level, O1/O2/O3: O3 (default) to ship; O2 compiles 5-10x faster "
                         "with the same NPU coverage, to check a main")
     m.add_argument("--overwrite", action="store_true")

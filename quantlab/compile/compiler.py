@@ -17,7 +17,7 @@ from pathlib import Path
 from quantlab.atomic import atomic_path, check_writable
 from quantlab.check.graph import read_ops
 from quantlab.compile.kept import KeptCompiles, compile_key
-from quantlab.compile.levels import OPT_LEVELS, SHIP_LEVEL
+from quantlab.compile.levels import SHIP_LEVEL, check_level
 from quantlab.compile.log_parse import RejectedOp, parse_log
 from quantlab.compile.qnn_libs import library_path
 from quantlab.compile.socs import resolve_soc
@@ -76,14 +76,13 @@ def _plugin_paths() -> tuple[str, str]:
 def compile_model(model: Path, soc: str, out: Path, weight_sharing: bool = True, overwrite: bool = False,
                   log_path: Path | None = None, reuse_kept: bool = True, opt_level: str = SHIP_LEVEL) -> CompileResult:
     """Compile `model` for `soc` into `out`. Choose weight_sharing=False only to measure what it saves, and an
-    `opt_level` other than O3 (OPT_LEVELS) only to check coverage quickly. A compiled file the search kept for these
+    `opt_level` other than O3 (levels.py) only to check coverage quickly. A compiled file the search kept for these
     exact bytes and options (kept.py) is moved to `out` instead, unless `reuse_kept` is False or a log is asked for."""
     from ai_edge_litert.aot.core import common
 
     model, out = Path(model), Path(out)
     soc = resolve_soc(soc)
-    if opt_level not in OPT_LEVELS:
-        raise UserError(f"optimization level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}; O3 is what ships")
+    check_level(opt_level)
     if not model.is_file():
         raise UserError(f"{model} does not exist; pass a .tflite main (e.g. DIR/<name>_main_int8.tflite)")
     read_ops(model)  # a corrupt file is a one-line UserError here, not a plugin crash

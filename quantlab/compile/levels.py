@@ -10,5 +10,16 @@ compile with the same coverage; choose it to check that a main compiles (the sea
 O1: the optimizer's basic passes.
 """
 
+from quantlab.errors import UserError
+
 OPT_LEVELS = ("O1", "O2", "O3")
 SHIP_LEVEL = "O3"
+CHECK_LEVEL = "O2"  # the search's default
+
+
+def check_level(level: str, option: str = "--opt-level") -> str:
+    """`level` when it is one of OPT_LEVELS, else a UserError naming `option` and the levels."""
+    if level not in OPT_LEVELS:
+        raise UserError(f"{option} must be one of {', '.join(OPT_LEVELS)} (O3 ships; O2 only checks what compiles), "
+                        f"got {level!r}")
+    return level

@@ -6,19 +6,16 @@ from pathlib import Path
 
 from quantlab import artifacts, manifest
 from quantlab.compile.compiler import CompileFailed, CompileResult, compile_model
-from quantlab.compile.levels import OPT_LEVELS, SHIP_LEVEL
+from quantlab.compile.levels import SHIP_LEVEL
 from quantlab.compile.socs import resolve_soc
-from quantlab.errors import UserError
 from quantlab.manifest import CompileRecord
 
 
 def compile_for_socs(model: Path, socs: list[str], out: Path | None = None, overwrite: bool = False,
                      weight_sharing: bool = True, opt_level: str = SHIP_LEVEL) -> list[CompileResult]:
-    """Compile `model` for each SoC (names and level checked before any work starts); a failure raises CompileFailed
-    after the earlier SoCs' results are recorded."""
+    """Compile `model` for each SoC (names checked before any work starts, the level by compile_model before the first
+    compile); a failure raises CompileFailed after the earlier SoCs' results are recorded."""
     socs = [resolve_soc(s) for s in socs]
-    if opt_level not in OPT_LEVELS:
-        raise UserError(f"--opt-level must be one of {', '.join(OPT_LEVELS)}, got {opt_level!r}")
     results = []
     for soc in socs:
         try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from quantlab.compile.levels import OPT_LEVELS
+from quantlab.compile.levels import CHECK_LEVEL, check_level
 from quantlab.compile.socs import resolve_soc
 from quantlab.errors import UserError
 from quantlab.lab.state import STATE_FILE
@@ -64,7 +64,7 @@ class RunConfig:
     analyze_tokens: int = 256
     search_soc: str = "SM8750"
     full_search: bool = False
-    search_opt_level: str = "O2"
+    search_opt_level: str = CHECK_LEVEL
     smooth_alpha: float = 0.0
     rotate: int = 1
     hadamard: bool = True
@@ -83,8 +83,7 @@ class RunConfig:
         object.__setattr__(self, "search_soc", resolve_soc(self.search_soc))
         object.__setattr__(self, "calib_texts", tuple(Path(p) for p in self.calib_texts))
         check_choice(self.embedder)
-        if self.search_opt_level not in OPT_LEVELS:
-            raise UserError(f"--search-opt-level must be one of {', '.join(OPT_LEVELS)}, got {self.search_opt_level!r}")
+        check_level(self.search_opt_level, "--search-opt-level")
         if self.calib_texts:
             load_texts(list(self.calib_texts))  # existence, encoding, .jsonl lines: all before the first step
         if self.eval_text is not None:
