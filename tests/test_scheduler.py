@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from quantlab.lab.scheduler import Forked, Resources, run_steps
+from quantlab.lab.scheduler import Forked, Resources, chain_seconds, run_steps
 from quantlab.lab.stages import Step
 
 CPUS = tuple(sorted(os.sched_getaffinity(0)))
@@ -29,7 +29,7 @@ def probe(seconds: float = 1.0, fail: bool = False):
     return run
 
 
-def run(steps: list[Step], jobs: int = 2, budget_mb: float = 10_000) -> dict[str, dict]:
+def run(steps: list[Step], jobs: int = 2, budget_mb: float = 10_000, seconds=None) -> dict[str, dict]:
     got: dict[str, dict] = {}
     order: list[str] = []
 
@@ -38,7 +38,7 @@ def run(steps: list[Step], jobs: int = 2, budget_mb: float = 10_000) -> dict[str
         order.append(step.name)
         assert peak_mb > 0 and seconds > 0
 
-    run_steps(steps, Forked(Resources(CPUS, jobs, budget_mb), lambda s: s.memory_gb * 1e3), done)
+    run_steps(steps, Forked(Resources(CPUS, jobs, budget_mb), lambda s: s.memory_gb * 1e3), done, seconds=seconds)
     got["order"] = order  # type: ignore[assignment]
     return got
 
@@ -173,3 +173,26 @@ def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path, quiet):
     assert not beat.path("analyze").exists()
     beat.tidy()
     assert not beat.dir.exists()
+
+
+@two_cores
+def test_the_longest_steps_start_first_so_that_two_slots_finish_together():
+    """The 1B shape's compiles in list order (179, 291, 147, 315 s) took 606 s on two cores; longest first, 470 s.
+    Here at a 1/300 scale: list order would end at ~2.0 s, longest first at ~1.6 s."""
+    secs = {"s:w8": 0.6, "s:w4": 0.97, "s:mix": 0.49, "s:int8": 1.05}
+    steps = [Step(n, probe(t), typical_s=t) for n, t in secs.items()]
+    got = run(steps, seconds=lambda s: s.typical_s)
+    first = {n for n in secs if got[n]["start"] < min(got[m]["end"] for m in secs)}
+    assert first == {"s:int8", "s:w4"}, first
+    end = max(got[n]["end"] for n in secs) - min(got[n]["start"] for n in secs)
+    assert end < 1.85, f"{end:.2f} s: the two slots did not finish together (list order ends near 2.0 s)"
+
+
+def test_a_step_that_others_wait_for_counts_their_time_too():
+    """One slot: x (0.2 s) gates y (0.5 s), z (0.5 s) gates nothing: x's chain (0.7 s) is longer, so x starts first,
+    though z alone is the longer step; without expected seconds the list order holds."""
+    steps = [Step("s:z", probe(0.1), typical_s=0.5), Step("s:x", probe(0.1), typical_s=0.2),
+             Step("s:y", probe(0.1), needs=("s:x",), typical_s=0.5)]
+    assert chain_seconds(steps, lambda s: s.typical_s) == {"s:z": 0.5, "s:x": 0.7, "s:y": 0.5}
+    assert run(steps, jobs=1, seconds=lambda s: s.typical_s)["order"] == ["s:x", "s:z", "s:y"]
+    assert run(steps, jobs=1)["order"] == ["s:z", "s:x", "s:y"]

@@ -175,7 +175,7 @@ class Lab:
         else:
             backend = Forked(self.resources, self._memory_mb)
         try:
-            run_steps([self._beat.wrap(s) for s in todo], backend, done, tick)
+            run_steps([self._beat.wrap(s) for s in todo], backend, done, tick, seconds=self._seconds)
         finally:
             t["seconds"] += time.perf_counter() - t0
             self._running = {}
@@ -198,7 +198,15 @@ class Lab:
         rec = self.state.steps.get(step.name) or {}
         if rec.get("rss_mb"):
             return rec["rss_mb"] * 1.25
-        return step.memory_gb * 1e3 * self._scale()
+        return (step.base_gb + step.memory_gb * self._scale()) * 1e3
+
+    def _seconds(self, step: Step) -> float:
+        """What `step` should take: as long as it took last time, else its typical figure scaled to the model."""
+        rec = self.state.steps.get(step.name)
+        if rec:
+            return rec["seconds"]
+        typical = step.typical_s if step.typical_s is not None else eta.TYPICAL_S.get(step.name.split(":")[0], 10)
+        return typical * self._scale()
 
     def _scale(self) -> float:
         fp32 = self.path("fp32") if self.model_name else None
@@ -207,16 +215,15 @@ class Lab:
     def _remaining(self) -> float:
         """Seconds the rest should take: the current stage's steps still to run (as long as they took last time, else
         typical), then the later stages (_later_seconds)."""
-        def guess(name: str) -> float:
-            rec = self.state.steps.get(name)
-            typical = rec["seconds"] if rec else eta.TYPICAL_S.get(name.split(":")[0], 10) * self._scale()
-            if name not in self._running:
+        def guess(step: Step) -> float:
+            typical = self._seconds(step)
+            if step.name not in self._running:
                 return typical
-            progress = self._beat.progress(name)  # a running step: what it has left
+            progress = self._beat.progress(step.name)  # a running step: what it has left
             left = progress.left(time.time()) if progress is not None else None
-            return max(typical - (time.perf_counter() - self._running[name]), left or 0.0)
+            return max(typical - (time.perf_counter() - self._running[step.name]), left or 0.0)
 
-        return self._at_a_time(sum(guess(s.name) for s in self._todo), len(self._todo)) + \
+        return self._at_a_time(sum(map(guess, self._todo)), len(self._todo)) + \
             self._later_seconds(self._stage, set(self._changed))
 
     def _later_seconds(self, after: str, changed: set[str]) -> float:

@@ -14,6 +14,11 @@ each running LiteRT with a thread per machine core on 2 cores ran int16 scoring 
 step that starts with nothing else running or waiting gets every core. An `exclusive` step (a CPU speed measurement)
 waits until nothing runs and runs alone on every core, so its figure is the machine's, not a shared one's.
 
+Among the steps ready to start, the one heading the longest chain of work starts first (its expected seconds plus the
+longest chain of steps that need it, `seconds` giving each step's): started in list order, the 1B shape's four
+compiles left its longest alone at the end (606 s where 470 s would do), and the evaluate stage started its longest
+step, LiteRT-LM's int16_w4 scoring (605 s), last.
+
 After a step fails, nothing new starts; the steps still running finish (their work is recorded) and the first error is
 raised. Ctrl-C stops every running step. The same loop (`run_steps`) drives the steps as Ray tasks
 (ray_steps.RayRunner): only where a step starts and how its end is awaited differ (`Backend`).
@@ -111,15 +116,41 @@ class Forked:
             self.running[h][0].stop()
 
 
+def chain_seconds(steps: list[Step], seconds: Callable[[Step], float]) -> dict[str, float]:
+    """Each step's expected seconds plus the longest chain of the steps of `steps` that need it, directly or not."""
+    after: dict[str, list[Step]] = {s.name: [] for s in steps}
+    for s in steps:
+        for n in s.needs:
+            if n in after:
+                after[n].append(s)
+    chain: dict[str, float] = {}
+
+    def of(s: Step) -> float:
+        if s.name not in chain:
+            chain[s.name] = own = seconds(s)  # (a cycle ends here; run_steps reports it)
+            chain[s.name] = own + max((of(t) for t in after[s.name]), default=0.0)
+        return chain[s.name]
+
+    for s in steps:
+        of(s)
+    return chain
+
+
 def run_steps(steps: list[Step], backend: Backend,
               done: Callable[[Step, Any, float, float, dict | None], None],
-              tick: Callable[[list[tuple[Step, float]]], None] | None = None, tick_s: float = 30.0) -> None:
+              tick: Callable[[list[tuple[Step, float]]], None] | None = None, tick_s: float = 30.0,
+              seconds: Callable[[Step], float] | None = None) -> None:
     """Run `steps` (all of them; the caller left out what is skipped) on `backend`. A step starts once the steps of
     this list it `needs` have finished; an exclusive step waits until nothing runs and nothing starts beside it.
+    Of the steps ready, those heading the longest chains (chain_seconds, by `seconds`) start first; without
+    `seconds`, in list order.
     `done(step, result, peak_mb, seconds, where)` is called in the order steps finish, from this process;
     `tick(running)` every `tick_s` seconds in which none ended, with each running step and when it started
     (time.perf_counter()), from this process too (the lab prints where a long step is)."""
     names = {s.name for s in steps}
+    if seconds is not None:
+        chain = chain_seconds(steps, seconds)
+        steps = sorted(steps, key=lambda s: -chain[s.name])  # (stable: list order among equals)
     pending = list(steps)
     running: dict[Any, tuple[Step, float]] = {}  # handle → step, start
     finished: set[str] = set()

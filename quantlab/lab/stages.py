@@ -36,8 +36,13 @@ class Step:
     outputs: tuple[Path, ...] = ()  # files that must still exist for the step to count as done
     record: Callable[[Any], None] | None = None  # puts the result into the manifest (in the lab's process)
     # The memory it peaks at on the bundled 270M (the lab scales it to the model, and prefers the step's own last
-    # measured peak), so that steps side by side fit the machine (scheduler.py).
+    # measured peak), so that steps side by side fit the machine (scheduler.py); `base_gb` more that does not grow
+    # with the model (a runtime, a text's logits).
     memory_gb: float = 2.0
+    base_gb: float = 0.0
+    # The seconds it typically takes on the bundled 270M where that differs from its stage's figure (eta.TYPICAL_S),
+    # scaled to the model like it: for the ETA, and so that the longest chains of work start first (scheduler.py).
+    typical_s: float | None = None
     exclusive: bool = False  # runs alone on every core (a speed measurement)
 
 

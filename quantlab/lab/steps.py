@@ -133,7 +133,7 @@ def check(lab: "Lab", cfg: ConfigView) -> list[Step]:
 def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stage's name
     from quantlab.compile.stage import record as record_compile
 
-    steps = []
+    steps, data = [], manifest.load(lab.out)
     for v in lab.variants[1:]:
         for soc in cfg.socs:
             step = f"compile:{v}:{soc}"
@@ -156,8 +156,24 @@ def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stag
             outputs = () if failed else (artifacts.aot_path(lab.path(v), soc),)
             # peaks 2.3 GB on the 270M, 8.6 (int8) and 6.2 GB (int16_w4) on the 1B shape: two fit side by side there
             steps.append(Step(step, run, needs=(lab.producer(v),), parts=(soc, True), outputs=outputs,
-                              record=record, memory_gb=2.5))
+                              record=record, memory_gb=2.5, typical_s=_compile_s(data, v)))
     return steps
+
+
+def _bits(data: manifest.Manifest, v: str) -> tuple[int | None, set[int]]:
+    """Variant `v`'s default activation bit width (its recipe's first entry: the one every op gets unless a later
+    entry overrides it) and every weight bit width its recipe uses (None and empty for FP32)."""
+    art = data.artifacts.get(v)
+    configs = [e.get("op_config", {}) for e in (art.quantize.recipe if art and art.quantize else [])]
+    acts = [c["activation_tensor_config"]["num_bits"] for c in configs if c.get("activation_tensor_config")]
+    return (acts[0] if acts else None,
+            {c["weight_tensor_config"]["num_bits"] for c in configs if c.get("weight_tensor_config")})
+
+
+def _compile_s(data: manifest.Manifest, v: str) -> float:
+    """A compile's typical seconds at O3 (1B shape ÷ 3.7, 2026-12-07 §7): int8 and 4-bit weights 85, the rest 45."""
+    acts, weights = _bits(data, v)
+    return 85.0 if 4 in weights or acts == 8 else 45.0
 
 
 def bundle(lab: "Lab", cfg: ConfigView) -> list[Step]:
@@ -199,7 +215,7 @@ def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
 
     out, text_path, tokens = cfg.out, cfg.eval_text, cfg.eval_tokens
     decode_steps, prompt, per_op = cfg.decode_steps, cfg.sample_prompt, cfg.per_op
-    steps = []
+    steps, data = [], manifest.load(out)
     for v in lab.variants:
         # (a quantized main's steps need its embedder's, so their keys cover the embedder it ships with)
         made_by = tuple(dict.fromkeys(("export", lab.producer(v))))
@@ -238,19 +254,31 @@ def evaluate(lab: "Lab", cfg: ConfigView) -> list[Step]:
         made_by = tuple(dict.fromkeys(("export", lab.producer(v))))
         # FP32's scoring stores the logits every other variant is compared with: they wait for it.
         after = (f"evaluate:{v}:speed",) + (("evaluate:fp32",) if v != "fp32" and "fp32" in lab.variants else ())
-        # Peaks: the per-op SNR holds every tensor of two mains (270M: 10.9 GB); FP32's scoring stores its logits
-        # (270M 4.8 GB, 1B shape 12.8); a quantized main's alone 4.0-5.3 GB on the 1B shape (2026-12-07), so that
-        # two run side by side there (they were declared 14.8 GB each and ran one at a time).
-        mem = 12.0 if per_op and v != "fp32" else 4.0 if v == "fp32" else 2.0
         steps.append(Step(f"evaluate:{v}", run, needs=made_by + after, parts=(METHOD_VERSION,),
-                          outputs=(lab.path(v),), record=record, memory_gb=mem))
+                          outputs=(lab.path(v),), record=record, **_scoring_cost(data, v, per_op)))
         if f"bundle:{v}" in lab.built:
-            steps.append(_litert_lm_step(lab, v, out, text_path, tokens, prompt))
+            steps.append(_litert_lm_step(lab, v, out, text_path, tokens, prompt, _bits(data, v)[1]))
     return steps
 
 
-def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt) -> Step:
-    """The variant's bundle scored through Google's LiteRT-LM, with a sample it generates."""
+def _scoring_cost(data: manifest.Manifest, v: str, per_op: bool) -> dict:
+    """A main's scoring: memory and typical seconds (bundled 270M with per-op SNR, 1B shape without it ÷ 3.7).
+    Peaks: the per-op SNR holds every tensor of two mains (270M: 10.9 GB); FP32's scoring stores its logits (270M
+    4.8 GB, 1B shape 12.8); a quantized main's alone 4.0-5.3 GB on the 1B shape (2026-12-07 §6)."""
+    if v == "fp32":
+        return {"base_gb": 2.0, "memory_gb": 3.0, "typical_s": 95.0}
+    acts, weights = _bits(data, v)
+    if per_op:
+        return {"memory_gb": 12.0, "typical_s": 85.0 if acts == 8 else 145.0}
+    return {"base_gb": 1.0, "memory_gb": 1.2, "typical_s": 35.0 if acts == 8 else 85.0 if 4 in weights else 75.0}
+
+
+def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt, weight_bits: set[int]) -> Step:
+    """The variant's bundle scored through Google's LiteRT-LM, with a sample it generates. Peaks: FP32's 3.4 GB on the
+    270M, 11.4 on the 1B shape; a quantized one's 1.5-1.6 and 2.1-3.1 GB. Its 4-bit weights' kernels are the slowest:
+    int16_w4's took 263 s on the 270M (int16_w8's 135, FP32's 83), 605 s on the 1B shape (2026-12-07 §1, §6)."""
+    cost = ({"base_gb": 0.6, "memory_gb": 3.0, "typical_s": 80.0} if v == "fp32" else
+            {"base_gb": 1.0, "memory_gb": 0.6, "typical_s": 260.0 if 4 in weight_bits else 120.0})
     key = artifacts.bundle_key(v)
 
     def run() -> dict:
@@ -273,7 +301,7 @@ def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt) -> Step:
                 m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, res)
 
     return Step(f"evaluate:{key}", run, needs=(f"bundle:{v}",),
-                outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record, memory_gb=2.5)
+                outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record, **cost)
 
 
 def npu_sim(lab: "Lab", cfg: ConfigView) -> list[Step]:
