@@ -15,6 +15,7 @@ process whose torch has run parallel work hangs in its first torch op (tests sta
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import traceback
 from typing import Any, Callable
@@ -119,3 +120,29 @@ class _Watch:
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL, signal.SIGFPE)
+
+
+def run_retrying_crashes(fn: Callable[[], Any], name: str, tries: int = 2) -> tuple[Any, list[str]]:
+    """fn() in a forked child of this process, started again (up to `tries` times in all) when the child crashes
+    (a signal such as SIGSEGV: a fault inside a native library). Returns fn's result and the crashes met on the way
+    ("signal 11 after 781 s"); raises the last crash's StepKilled when every try crashed. A child killed for memory
+    (SIGKILL) or ending in an exception is not retried: it would end the same way again.
+
+    Choose it for a step whose native runtime is not ours and can crash: LiteRT-LM 0.18.1's engine segfaulted once
+    (in liblitert-lm.so, 13 min into a 1B-shape int16_w4 bundle's scoring), where the same scoring of the same bundle
+    finished both before and on the re-run (docs/results/2026-12-07.md §8)."""
+    import time
+
+    crashes: list[str] = []
+    while True:
+        t0 = time.perf_counter()
+        try:
+            return start_isolated(fn, name).finish()[0], crashes
+        except StepKilled as exc:
+            sig = -(exc.exitcode or 0)
+            if sig not in CRASH_SIGNALS or len(crashes) + 1 >= tries:
+                raise
+            crashes.append(f"signal {sig} after {time.perf_counter() - t0:.0f} s")

@@ -282,23 +282,41 @@ def _litert_lm_step(lab: "Lab", v: str, out, text_path, tokens, prompt, weight_b
     key = artifacts.bundle_key(v)
 
     def run() -> dict:
-        from quantlab.evaluate.litert_lm_eval import evaluate_litert_lm
-        from quantlab.runtime.session import ArtifactSet
-        from quantlab.texts import default_eval_text, read_text
+        from quantlab.errors import StepKilled
+        from quantlab.lab.isolate import CRASH_SIGNALS, run_retrying_crashes
 
-        text = read_text(text_path) if text_path else default_eval_text()
-        n = tokens or (ArtifactSet(out, v).host.cache_len - 1)
+        def measure() -> dict:
+            from quantlab.evaluate.litert_lm_eval import evaluate_litert_lm
+            from quantlab.runtime.session import ArtifactSet
+            from quantlab.texts import default_eval_text, read_text
+
+            text = read_text(text_path) if text_path else default_eval_text()
+            n = tokens or (ArtifactSet(out, v).host.cache_len - 1)
+            try:
+                return manifest.to_dict(evaluate_litert_lm(out, text, v, n, sample_prompt=prompt))
+            except RuntimeError as exc:  # LiteRT-LM refused the bundle: a measured result, not a failed lab
+                return {"error": str(exc)}
+
+        # LiteRT-LM's engine crashes now and then (isolate.run_retrying_crashes): a crash is retried once, and a
+        # second one is this bundle's result (in the manifest and the report), not the end of the lab.
         try:
-            return manifest.to_dict(evaluate_litert_lm(out, text, v, n, sample_prompt=prompt))
-        except RuntimeError as exc:  # LiteRT-LM refused the bundle: a measured result, not a failed lab
-            return {"error": str(exc)}
+            res, crashes = run_retrying_crashes(measure, f"evaluate:{key}")
+        except StepKilled as exc:
+            if exc.exitcode not in tuple(-s for s in CRASH_SIGNALS):
+                raise  # killed for memory, or gone some other way: the lab's error, as for any step
+            return {"error": f"its engine crashed (signal {-exc.exitcode}) in each of 2 tries"}
+        return {**res, "crashes": crashes} if crashes else res
 
     def record(res: dict) -> None:
         with manifest.edit(out) as m:
+            extra = m.artifacts[key].extra
+            if res.get("crashes"):
+                extra["litert_lm_crashes"] = res["crashes"]
             if "error" in res:
-                m.artifacts[key].extra["litert_lm_error"] = res["error"]
+                extra["litert_lm_error"] = res["error"]
             else:
-                m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, res)
+                fields = {k: val for k, val in res.items() if k != "crashes"}
+                m.artifacts[key].metrics = manifest.from_dict(manifest.Metrics, fields)
 
     return Step(f"evaluate:{key}", run, needs=(f"bundle:{v}",),
                 outputs=(out / artifacts.bundle_file(lab.model_name, v),), record=record, **cost)

@@ -90,6 +90,7 @@ class BundleRow:
     tokens: int | None = None
     sample: str | None = None
     error: str | None = None
+    crashes: list[str] = field(default_factory=list)  # LiteRT-LM crashes before the try that scored it
 
     @property
     def delta_pct(self) -> float | None:
@@ -109,7 +110,7 @@ def bundle_rows(data: Manifest) -> list[BundleRow]:
         m = a.metrics
         rows.append(BundleRow(a.path, a.bytes / 1e6, variant, a.soc, m.perplexity if m else None, ours,
                               m.tokens_scored if m else None, (m.sample or {}).get("text") if m else None,
-                              a.extra.get("litert_lm_error")))
+                              a.extra.get("litert_lm_error"), a.extra.get("litert_lm_crashes", [])))
     return rows
 
 

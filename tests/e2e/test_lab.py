@@ -97,6 +97,21 @@ def test_report_opens_with_the_verdict_says_random_weights_and_embeds_plots(lab)
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
 
 
+def test_the_report_says_when_litert_lm_crashed(lab):
+    """A bundle scored on a second try says so beside its perplexity; one whose engine crashed on both says that
+    instead of a figure (lab/steps.py records both; the manifest is changed in memory only)."""
+    from quantlab.report.render import render_markdown
+
+    data = manifest.load(lab)
+    data.artifacts["bundle_int16_w8"].extra["litert_lm_crashes"] = ["signal 11 after 781 s"]
+    data.artifacts["bundle_fp32"].extra["litert_lm_error"] = "its engine crashed (signal 11) in each of 2 tries"
+    rows = {line.split(" | ")[0].strip("| "): line for line in render_markdown(data).splitlines()
+            if ".litertlm |" in line}
+    ppl = data.artifacts["bundle_int16_w8"].metrics.perplexity
+    assert f"{ppl:.3f} (on a second try: signal 11 after 781 s)" in rows[f"{M}_int16_w8.litertlm"]
+    assert "| LiteRT-LM: its engine crashed (signal 11) in each of 2 tries |" in rows[f"{M}_fp32.litertlm"]
+
+
 def test_second_run_skips_everything_and_new_scheme_redoes_only_it(lab_copy):
     res = run_cli(["run", *TINY, "--out", str(lab_copy)])
     assert res.rc == 0, res.err[-3000:]
