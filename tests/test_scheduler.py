@@ -177,8 +177,8 @@ def test_a_long_step_reports_where_it_is_while_the_lab_waits(tmp_path, quiet):
 
 @two_cores
 def test_the_longest_steps_start_first_so_that_two_slots_finish_together():
-    """The 1B shape's compiles in list order (179, 291, 147, 315 s) took 606 s on two cores; longest first, 470 s.
-    Here at a 1/300 scale: list order would end at ~2.0 s, longest first at ~1.6 s."""
+    """Four steps on two slots: in list order the two longest would run one after the other (ending near 2.0 s);
+    longest first, the two slots finish together (~1.6 s)."""
     secs = {"s:w8": 0.6, "s:w4": 0.97, "s:mix": 0.49, "s:int8": 1.05}
     steps = [Step(n, probe(t), typical_s=t) for n, t in secs.items()]
     got = run(steps, seconds=lambda s: s.typical_s)

@@ -15,9 +15,9 @@ step that starts with nothing else running or waiting gets every core. An `exclu
 waits until nothing runs and runs alone on every core, so its figure is the machine's, not a shared one's.
 
 Among the steps ready to start, the one heading the longest chain of work starts first (its expected seconds plus the
-longest chain of steps that need it, `seconds` giving each step's): started in list order, the 1B shape's four
-compiles left its longest alone at the end (606 s where 470 s would do), and the evaluate stage started its longest
-step, LiteRT-LM's int16_w4 scoring (605 s), last.
+longest chain of steps that need it, `seconds` giving each step's): in list order the 1B shape's evaluate stage
+started its longest step, LiteRT-LM's int16_w4 scoring (~600 s), last but one (replayed from a run's step times:
+1,516 s in list order, 1,483 s longest chain first; docs/results/2026-12-07.md §8).
 
 After a step fails, nothing new starts; the steps still running finish (their work is recorded) and the first error is
 raised. Ctrl-C stops every running step. The same loop (`run_steps`) drives the steps as Ray tasks
