@@ -70,6 +70,14 @@ def fit_in_memory(per_process_bytes: float) -> int:
     return int(psutil.virtual_memory().available * 0.8 // per_process_bytes)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds (user + system) this process and the children it has waited for (a step's compiler) have used.
+    A forked child starts from zero, so in a lab step it is the step's own; divided by the step's wall seconds it says
+    how many cores the step kept busy (what decides whether another step can run beside it)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def step_peak_mb() -> float:
     """The larger of this process's peak RSS and that of the largest child it has waited for (a lab step's compiler
     or fresh measurement process), in MB: what a step declares it needs when it runs again. A child's figure can carry

@@ -134,6 +134,32 @@ def test_a_steps_peak_counts_the_processes_it_ran():
     assert peaks["s:child"] >= 400
 
 
+def _spin(seconds: float) -> None:
+    t0 = time.process_time()
+    while time.process_time() - t0 < seconds:
+        pass
+
+
+def _spin_in_a_child() -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", "import time\nt=time.process_time()\nwhile time.process_time()-t<0.6: pass"],
+                   check=True)
+
+
+def test_a_step_reports_the_cpu_seconds_it_and_its_children_used():
+    """A step busy on a core for 0.6 s, one that sleeps for as long, one whose work runs in a program it starts (a
+    compile): each one's CPU seconds come back with it (the lab records them: the cores each step keeps busy)."""
+    got = {}
+    steps = [Step("s:busy", lambda: _spin(0.6)), Step("s:idle", probe(0.6)), Step("s:child", _spin_in_a_child)]
+    run_steps(steps, Forked(Resources(CPUS, 1, 10_000), lambda s: 0.0),
+              lambda s, r, p, t, w: got.update({s.name: (w["cpu_s"], t)}))
+    assert 0.55 <= got["s:busy"][0] <= got["s:busy"][1] + 0.2, got
+    assert got["s:idle"][0] < 0.3, got  # (the forked child's own start-up only)
+    assert got["s:child"][0] >= 0.55, got
+
+
 def _rows(quiet: bool) -> int:
     from quantlab.progress import steps
 

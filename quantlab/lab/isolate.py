@@ -23,7 +23,7 @@ from typing import Any, Callable
 import psutil
 
 from quantlab.errors import StepKilled, UserError
-from quantlab.procmon import step_peak_mb, pin_to
+from quantlab.procmon import cpu_seconds, pin_to, step_peak_mb
 
 
 class Child:
@@ -32,12 +32,13 @@ class Child:
     def __init__(self, proc, conn, name: str) -> None:
         self.proc, self.conn, self.name = proc, conn, name
         self.watch = _Watch(proc.pid)
+        self.cpu_s: float | None = None  # the CPU seconds it used (procmon.cpu_seconds), once it has ended
 
     def finish(self) -> tuple[Any, float]:
-        """Wait for the child; its result and peak RSS in MB (its exception raised here)."""
+        """Wait for the child; its result and peak RSS in MB (its exception raised here); `cpu_s` is set."""
         try:
             try:
-                kind, value, peak = self.conn.recv()
+                kind, value, peak, self.cpu_s = self.conn.recv()
             except EOFError:
                 self.proc.join()
                 raise StepKilled(self.name, self.proc.exitcode, self.watch.peak_mb) from None
@@ -84,15 +85,15 @@ def start_isolated(fn: Callable[[], Any], name: str, cpus: set[int] | None = Non
         try:
             if cpus:
                 pin_to(cpus)
-            msg = ("ok", fn(), step_peak_mb())
+            msg = ("ok", fn(), step_peak_mb(), cpu_seconds())
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the lab, which raises it
             if not isinstance(exc, (UserError, KeyboardInterrupt)):
                 traceback.print_exc()  # a bug: its traceback would not survive the pipe
-            msg = ("error", exc, step_peak_mb())
+            msg = ("error", exc, step_peak_mb(), cpu_seconds())
         try:
             send.send(msg)
         except Exception as exc:  # an unpicklable result or exception: say what it was
-            send.send(("error", RuntimeError(f"{type(msg[1]).__name__}: {msg[1]} ({exc})"), step_peak_mb()))
+            send.send(("error", RuntimeError(f"{type(msg[1]).__name__}: {msg[1]} ({exc})"), *msg[2:]))
 
     proc = ctx.Process(target=child, name=f"quantlab {name}")
     proc.start()

@@ -159,8 +159,9 @@ class Lab:
             if step.name == "export":
                 result = {**result, "model": self.cfg.digest("model")}
             t["ran"] += 1
+            cpu = (where or {}).pop("cpu_s", None)
             self.state.record(step.name, self.key(stage, step), secs, result, rss_mb=round(peak_mb, 1), where=where,
-                              inputs=self._inputs(stage, step))
+                              inputs=self._inputs(stage, step), cpu_s=cpu)
             self._todo = [s for s in self._todo if s.name != step.name]
             self.log(f"  {step.name:44s} {secs:7.1f} s  peak {peak_mb / 1e3:5.1f} GB · {self._elapsed_eta()}")
             if step.record is not None:

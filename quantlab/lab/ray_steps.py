@@ -37,14 +37,14 @@ def _run_task(fn: Callable[[], Any], cwd: str, threads: int) -> dict:
     """The body of every task: the step in the lab's working directory, with `threads` threads."""
     import ray
 
-    from quantlab.procmon import limit_threads, step_peak_mb
+    from quantlab.procmon import cpu_seconds, limit_threads, step_peak_mb
 
     os.chdir(cwd)
     limit_threads(threads)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), cpu_seconds()  # (a worker process runs many tasks: this one's share)
     result = fn()
     return {"result": result, "peak_mb": step_peak_mb(), "node": ray.get_runtime_context().get_node_id(),
-            "pid": os.getpid(), "seconds": time.perf_counter() - t0}
+            "pid": os.getpid(), "seconds": time.perf_counter() - t0, "cpu_s": cpu_seconds() - cpu0}
 
 
 class RayRunner:
@@ -130,7 +130,7 @@ class _Tasks:
         except Exception as exc:  # noqa: BLE001 - the step's own error, or StepKilled
             raise _cause(exc, step, self.memory_mb(step)) from None
         # the step's own time: the lab's clock would also count the time Ray held the task for a free CPU
-        return out["result"], out["peak_mb"], {"node": out["node"], "pid": out["pid"], "seconds": out["seconds"]}
+        return out["result"], out["peak_mb"], {k: out[k] for k in ("node", "pid", "seconds", "cpu_s")}
 
     def stop(self, handles: list) -> None:
         import ray

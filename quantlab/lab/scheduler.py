@@ -71,8 +71,9 @@ class Backend(Protocol):
         """Those of `handles` whose steps have ended: at least one, or none once `timeout` seconds have passed."""
 
     def finish(self, handle: Any) -> tuple[Any, float, dict | None]:
-        """An ended step's result, peak RSS (MB) and where it ran (None: this machine; a back-end that holds steps in
-        a queue also gives their own run time there, as "seconds"); raises the step's error."""
+        """An ended step's result, peak RSS (MB) and where it ran (None or no "node": this machine; a back-end that
+        holds steps in a queue also gives their own run time there, as "seconds"), with the CPU seconds it used as
+        "cpu_s" where known; raises the step's error."""
 
     def stop(self, handles: list) -> None:
         """Stop the running steps (Ctrl-C, or an error of this loop)."""
@@ -109,7 +110,7 @@ class Forked:
         child, slots, _ = self.running.pop(handle)
         self.free.extend(slots)
         result, peak = child.finish()
-        return result, peak, None
+        return result, peak, {"cpu_s": child.cpu_s}
 
     def stop(self, handles: list) -> None:
         for h in handles:

@@ -33,11 +33,14 @@ class RunState:
         return bool(rec and rec["key"] == key and all(Path(p).exists() for p in outputs))
 
     def record(self, step: str, key: str, seconds: float, result: Any = None, rss_mb: float | None = None,
-               where: dict | None = None, inputs: dict | None = None) -> None:
+               where: dict | None = None, inputs: dict | None = None, cpu_s: float | None = None) -> None:
         """`where`: the Ray node and process a step ran in (lab/ray_steps.py); None when it ran on this machine.
         `inputs`: what the next run's ETA reads to tell, before building a stage, whether the step will run again
-        (`fields`: the key of its stage's declared options, `needs`, `outputs` relative to the folder)."""
+        (`fields`: the key of its stage's declared options, `needs`, `outputs` relative to the folder).
+        `cpu_s`: the CPU seconds the step used (÷ `seconds`: the cores it kept busy; bench/lab_time_bench.py)."""
         self.steps[step] = {"key": key, "seconds": round(seconds, 2), "rss_mb": rss_mb, "result": result}
+        if cpu_s is not None:
+            self.steps[step]["cpu_s"] = round(cpu_s, 1)
         if where:
             self.steps[step]["where"] = where
         if inputs:

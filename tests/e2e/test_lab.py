@@ -40,6 +40,10 @@ def test_layout_and_manifest(lab):
     assert data.artifacts["int16_w4"].bytes < 0.75 * data.artifacts["int16_w8"].bytes
     assert data.artifacts["int8_aot_sm8750"].source == "int8"
     assert set(data.timings) >= {"export", "calibrate", "quantize", "check", "compile", "bundle", "evaluate"}
+    # each step's CPU seconds recorded beside its seconds (a compile's counts its compiler program's)
+    state = json.loads((lab / ".quantlab-run.json").read_text())["steps"]
+    assert all(0 < rec["cpu_s"] for rec in state.values()), state
+    assert state["compile:int8:SM8750"]["cpu_s"] >= 0.3 * state["compile:int8:SM8750"]["seconds"]
     # every uncompiled bundle was scored through LiteRT-LM, next to quantlab's own runtime (same tokens)
     for v in ("fp32", "int16_w8"):
         theirs, ours = data.artifacts[f"bundle_{v}"].metrics, data.artifacts[v].metrics
