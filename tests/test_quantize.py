@@ -37,6 +37,29 @@ def test_calibration_covers_every_position(quantized):
             assert spec.scale > 1e-6, name
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_windows_calibrated_side_by_side_or_in_turn_give_the_same_ranges(quantized, tmp_path, monkeypatch, processes):
+    """The 2 windows calibrated by 2 worker processes (a core each) and by one process in turn: bit for bit the ranges
+    the fixture's calibration saved (min/max merge in any order), the LM head's range taken on the host included."""
+    import shutil
+
+    from quantlab.calibration import windows
+    from quantlab.calibration.capture import CapturePlan
+    from quantlab.calibration.ranges import calibrate
+
+    folder, meta = quantized
+    copy = tmp_path / "again"
+    shutil.copytree(folder, copy)
+    monkeypatch.setattr(windows, "window_workers", lambda *_: processes)
+    again = calibrate(copy, default_calibration_texts(), CapturePlan(windows=2), quiet=True)
+    assert again["processes"] == processes and again["samples"] == meta["samples"] and again["host_head"]
+    ours, theirs = load_ranges(copy)[0], load_ranges(folder)[0]
+    assert ours.keys() == theirs.keys()
+    for name, qsv in theirs.items():
+        for k in ("min", "max"):
+            np.testing.assert_array_equal(ours[name][k], qsv[k], err_msg=f"{name} {k}")
+
+
 def test_calibration_and_evaluation_texts_are_disjoint():
     import pydoc_data.topics as topics
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from quantlab.calibration.hessians import HESSIAN_FILE, MAX_DIM, HessianAccumula
 from quantlab.errors import UserError
 from quantlab.procmon import peak_rss_mb
 from quantlab.aeq import alignment_utils, interpreters_from_file, signature_keys
-from quantlab.progress import steps
+from quantlab.progress import bar
 from quantlab.runtime.float_head import headless_copy
 from quantlab.runtime.session import ArtifactSet
 
@@ -64,11 +65,23 @@ def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(),
                           Path(tmp) if host_head and ranges == "min_max" and capture == "profiler" else None)
 
 
+@dataclass(frozen=True)
+class WindowJob:
+    """What a process calibrating some of the windows needs (calibrate_windows; picklable for windows.in_workers)."""
+
+    folder: str
+    calibrated: str  # the main the calibrator runs: the FP32 main, or its copy without decode's LM head
+    decode_stride: int
+    ranges: str
+    capture: str
+    head: bool  # the calibrated main ends at the LM head's input: keep decode's `logits` (the head's input)
+
+
 def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, ranges: str, capture: str,
                hessians: bool, tmp: Path | None) -> dict:
     import gc
 
-    from ai_edge_quantizer import calibrator, recipe_manager
+    from quantlab.calibration.windows import in_workers, merge_min_max, window_workers
 
     folder = Path(folder)
     arts = ArtifactSet(folder, "fp32")
@@ -76,62 +89,37 @@ def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, r
     wins = token_windows(arts, texts, plan)
     if not wins:
         raise UserError("the calibration text produced no tokens; pass text files with text in them")
-    update = _update_func(ranges)
+    _update_func(ranges)
     if capture not in CAPTURE_MODES:
         raise UserError(f"unknown capture mode {capture!r}; choose one of {', '.join(CAPTURE_MODES)}")
-    mode = (calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED if capture == "profiler"
-            else calibrator.CalibrationMode.CALIBRATION_PRESERVE_ALL_TENSORS)
     t0 = time.perf_counter()
     head = headless_copy(main_path, tmp / "headless.tflite") if tmp is not None else None
     calibrated = tmp / "headless.tflite" if head is not None else main_path
-    logits_range = (np.inf, -np.inf)
-    # A bare RecipeManager, not a Quantizer: the Quantizer parses the whole float model (4 GB for the 1B) only to
-    # hold a recipe.
-    recipes = recipe_manager.RecipeManager()
-    recipes.load_quantization_recipe(_covering_recipe())
-    info, prefill_sig, fp32_sha = arts.model_info, arts.prefill_sig, arts.data.artifacts["fp32"].sha256
-    host = arts.host
+    info, fp32_sha, host = arts.model_info, arts.data.artifacts["fp32"].sha256, arts.host
     table = embedding_table_range(arts)
-    qsvs = None
     acc = HessianAccumulator(main_path) if hessians else None
     (folder / HESSIAN_FILE).unlink(missing_ok=True)  # never leave one from other ranges beside these
-    counts = {prefill_sig: 0, layout.DECODE: 0}
-    for w in steps(wins, desc="calibrating (windows)", quiet=quiet):
-        data: dict[str, list] = {prefill_sig: [], layout.DECODE: []}
-        arts = arts or ArtifactSet(folder, "fp32")
-        for sig, feed in capture_window(arts, w, plan.decode_stride):
-            data[sig].append(feed)
-            counts[sig] += 1
-        # Capture first, then let go of the capturing pipeline before the calibrator loads its own copy of main:
-        # two float mains (and XNNPACK's packed weights of each) at once do not fit for the 1B.
-        arts = None
-        gc.collect()
-        # One window at a time, carrying the ranges forward: memory stays at one window's samples. The Calibrator
-        # is used directly because Quantizer.calibrate offers no choice of how samples' ranges are merged. Profiler
-        # mode tracks min/max inside the interpreter as ops run instead of keeping every tensor of every op: the
-        # same ranges (identical on the tiny model; a test checks) at a fraction of the memory.
-        with interpreters_from_file():
-            calib = calibrator.Calibrator(str(calibrated), qsv_update_func=update, mode=mode)
-        if qsvs is not None:
-            calib.load_model_qsvs(qsvs)
-        calib.calibrate(data, recipes, cache_output=head is not None)
-        qsvs = calib.get_model_qsvs()
-        inputs = [o[layout.LOGITS] for o in calib.get_cached_output() if layout.LOGITS in o] if head else []
-        if inputs:  # decode's `logits` are the head's input here
-            lo, hi = head.range(np.concatenate(inputs))
-            logits_range = (min(logits_range[0], lo), max(logits_range[1], hi))
-        del calib
-        gc.collect()
-        if acc is not None:
-            for sig, feed in data.items():
-                for f in feed:
-                    acc.add(sig, f)
-            acc.release()
-        del data
-        gc.collect()
-    if head is not None and logits_range[0] <= logits_range[1]:  # (a window with no decode sample has none)
+    job = WindowJob(str(folder), str(calibrated), plan.decode_stride, ranges, capture, head is not None)
+    arts = None  # (the workers, or the first window, load their own)
+    gc.collect()
+    workers = window_workers(main_path, len(wins)) if acc is None and ranges == "min_max" else 1
+    with bar(len(wins), "calibrating (windows)", quiet) as progress:
+        if workers > 1:
+            parts = in_workers(job, [wins[i::workers] for i in range(workers)], progress)
+        else:
+            parts = [calibrate_windows(job, wins, acc, progress)]
+    qsvs, counts, head_inputs = None, {}, []
+    for part_qsvs, part_counts, part_inputs in parts:
+        qsvs = merge_min_max(qsvs, part_qsvs)
+        counts = {k: counts.get(k, 0) + n for k, n in part_counts.items()}
+        head_inputs += part_inputs
+    if head is not None and head_inputs:  # (windows with no decode sample give none)
+        lo, hi = np.inf, -np.inf
+        for x in head_inputs:  # window by window: the products in the same chunks whatever the processes
+            w_lo, w_hi = head.range(x)
+            lo, hi = min(lo, w_lo), max(hi, w_hi)
         for name in head.names:
-            qsvs[name] = {"min": np.array([logits_range[0]]), "max": np.array([logits_range[1]])}
+            qsvs[name] = {"min": np.array([lo]), "max": np.array([hi])}
     align_shared_ranges(qsvs, main_path, info.num_layers, table,
                         max(1.0, abs(host.scaling_global), abs(host.scaling_local)))
     if acc is not None:
@@ -149,11 +137,68 @@ def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, r
         "decode_stride": plan.decode_stride,
         "host_head": head is not None,
         "embedding_range": [round(table[0], 4), round(table[1], 4)],
+        "processes": workers,
     }
     if acc is not None:
         meta["hessians"] = {"weight_groups": sum(g.measured for g in acc.groups.values()), "max_dim": MAX_DIM}
     save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
     return meta
+
+
+def calibrate_windows(job: WindowJob, wins: list[list[int]], acc: HessianAccumulator | None = None,
+                      progress=None) -> tuple[dict[str, Any], dict[str, int], list[np.ndarray]]:
+    """Calibrate `wins` one after another, carrying the ranges forward: (ranges, samples per signature, decode's
+    LM-head inputs of each window where `job.head`). `acc` also sums each sample's Hessians; `progress.update(1)` after each window."""
+    import gc
+
+    from ai_edge_quantizer import calibrator, recipe_manager
+
+    folder = Path(job.folder)
+    update = _update_func(job.ranges)
+    mode = (calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED if job.capture == "profiler"
+            else calibrator.CalibrationMode.CALIBRATION_PRESERVE_ALL_TENSORS)
+    # A bare RecipeManager, not a Quantizer: the Quantizer parses the whole float model (4 GB for the 1B) only to
+    # hold a recipe.
+    recipes = recipe_manager.RecipeManager()
+    recipes.load_quantization_recipe(_covering_recipe())
+    qsvs, head_inputs, arts = None, [], None
+    counts: dict[str, int] = {}
+    for w in wins:
+        arts = ArtifactSet(folder, "fp32")
+        data: dict[str, list] = {arts.prefill_sig: [], layout.DECODE: []}
+        for sig, feed in capture_window(arts, w, job.decode_stride):
+            data[sig].append(feed)
+        for sig, feed in data.items():
+            counts[sig] = counts.get(sig, 0) + len(feed)
+        # Capture first, then let go of the capturing pipeline before the calibrator loads its own copy of main:
+        # two float mains (and XNNPACK's packed weights of each) at once do not fit for the 1B.
+        arts = None
+        gc.collect()
+        # One window at a time, carrying the ranges forward: memory stays at one window's samples. The Calibrator
+        # is used directly because Quantizer.calibrate offers no choice of how samples' ranges are merged. Profiler
+        # mode tracks min/max inside the interpreter as ops run instead of keeping every tensor of every op: the
+        # same ranges (identical on the tiny model; a test checks) at a fraction of the memory.
+        with interpreters_from_file():
+            calib = calibrator.Calibrator(job.calibrated, qsv_update_func=update, mode=mode)
+        if qsvs is not None:
+            calib.load_model_qsvs(qsvs)
+        calib.calibrate(data, recipes, cache_output=job.head)
+        qsvs = calib.get_model_qsvs()
+        inputs = [o[layout.LOGITS] for o in calib.get_cached_output() if layout.LOGITS in o] if job.head else []
+        if inputs:  # decode's `logits` are the head's input here
+            head_inputs.append(np.concatenate(inputs))
+        del calib
+        gc.collect()
+        if acc is not None:
+            for sig, feed in data.items():
+                for f in feed:
+                    acc.add(sig, f)
+            acc.release()
+        del data
+        gc.collect()
+        if progress is not None:
+            progress.update(1)
+    return qsvs, counts, head_inputs
 
 
 def _covering_recipe() -> list[dict]:
