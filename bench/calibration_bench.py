@@ -1,8 +1,9 @@
 """Calibration time and peak RSS, two ways side by side: `--compare capture` (default) runs the profiler capture
 (quantlab's default) against ai-edge-quantizer's all-tensor capture; `--compare head` runs decode's LM head on the host
-(quantlab's default) against the head in the model.
+(quantlab's default) against the head in the model; `--compare processes` the windows in one process against side by
+side in worker processes (quantlab's default where the cores and memory allow).
 
-    .venv/bin/python bench/calibration_bench.py DIR [--samples 2] [--compare capture|head]
+    .venv/bin/python bench/calibration_bench.py DIR [--samples 2] [--compare capture|head|processes]
 
 DIR is an exported artifact folder (e.g. `out` after `./quantlab.sh run`, or `quantlab export --out DIR`). Each way
 runs `quantlab calibrate` on a copy of DIR's manifest/tokenizer/FP32 files in a fresh process; the process tree's RSS
@@ -71,7 +72,8 @@ def main() -> int:
 
 # Each comparison: the baseline first, quantlab's default second (the options `quantlab calibrate` gets).
 WAYS = {"capture": {"all_tensors": ["--capture", "all_tensors"], "profiler": ["--capture", "profiler"]},
-        "head": {"model_head": ["--head", "model"], "host_head": ["--head", "host"]}}
+        "head": {"model_head": ["--head", "model"], "host_head": ["--head", "host"]},
+        "processes": {"one_process": ["--processes", "1"], "side_by_side": []}}
 
 
 def _apart(a, b) -> float:

@@ -56,11 +56,12 @@ def export_model(model: str, out: str | Path, prefill_len: int = 64, cache_len: 
 
 def calibrate_model(folder: str | Path, texts: Sequence[str | Path] = (), windows: int = 2,
                     decode_stride: int = 1, hessians: bool = False, ranges: str = "min_max",
-                    capture: str = "profiler", host_head: bool = True) -> dict:
+                    capture: str = "profiler", host_head: bool = True, processes: int | None = None) -> dict:
     """Real text through the folder's FP32 pipeline; saves calibration.json (and hessians.npz for GPTQ). Use your
     own `texts` (.txt/.jsonl files) when your users' text differs from English prose; the default is litert-torch's
     calibration prompts plus Python's documentation. `host_head=False` runs decode's LM head in the model (the
-    logits' range exactly as ai-edge-quantizer computes it; 270M calibration 181 → 218 s)."""
+    logits' range exactly as ai-edge-quantizer computes it; 270M calibration 181 → 218 s). `processes`: at most that
+    many windows calibrated side by side (None: as the cores and memory allow; the same ranges either way)."""
     from quantlab.calibration.capture import CapturePlan
     from quantlab.calibration.ranges import calibrate
     from quantlab.texts import default_calibration_texts, load_texts
@@ -68,7 +69,7 @@ def calibrate_model(folder: str | Path, texts: Sequence[str | Path] = (), window
     plan = _config(CapturePlan, windows=windows, decode_stride=decode_stride)
     loaded = load_texts([Path(t) for t in texts]) if texts else default_calibration_texts()
     return calibrate(Path(folder), loaded, plan, ranges=ranges, capture=capture, hessians=hessians,
-                     host_head=host_head)
+                     host_head=host_head, processes=processes)
 
 
 def quantize_model(folder: str | Path, scheme: str = "int16_w8", embedder: str = "int8", rounding: str = "nearest",

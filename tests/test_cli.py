@@ -146,12 +146,14 @@ def test_analyze_and_smooth_bad_input(capsys, tiny_artifacts, tmp_path):
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
 
 
-def test_calibrate_negative_decode_stride(capsys, tiny_artifacts):
+@pytest.mark.parametrize("bad, named", [(["--decode-stride", "-1"], "decode_stride"), (["--processes", "0"], "--processes")])
+def test_calibrate_bad_numbers(capsys, tiny_artifacts, bad, named):
     before = (tiny_artifacts / "manifest.json").read_bytes()
-    rc, err = _run(capsys, "calibrate", str(tiny_artifacts), "--decode-stride", "-1")
+    rc, err = _run(capsys, "calibrate", str(tiny_artifacts), *bad)
     _one_line_error(rc, err)
-    assert "decode_stride" in err[0]
+    assert named in err[0]
     assert (tiny_artifacts / "manifest.json").read_bytes() == before
+    assert not (tiny_artifacts / "calibration.json").exists()
 
 
 def test_more_bad_inputs_exit_2(capsys, tiny_artifacts, tmp_path):

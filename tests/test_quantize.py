@@ -53,6 +53,7 @@ def test_windows_calibrated_side_by_side_or_in_turn_give_the_same_ranges(quantiz
     monkeypatch.setattr(windows, "window_workers", lambda *_: processes)
     again = calibrate(copy, default_calibration_texts(), CapturePlan(windows=2), quiet=True)
     assert again["processes"] == processes and again["samples"] == meta["samples"] and again["host_head"]
+    assert len(again.get("worker_peak_rss_mb", [])) == (processes if processes > 1 else 0)
     ours, theirs = load_ranges(copy)[0], load_ranges(folder)[0]
     assert ours.keys() == theirs.keys()
     for name, qsv in theirs.items():

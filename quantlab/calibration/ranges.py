@@ -53,16 +53,22 @@ def _update_func(name: str):
 
 def calibrate(folder: Path, texts: list[str], plan: CapturePlan = CapturePlan(), quiet: bool = False,
               ranges: str = "min_max", capture: str = "profiler", hessians: bool = False,
-              host_head: bool = True) -> dict:
+              host_head: bool = True, processes: int | None = None) -> dict:
     """Calibrate `folder`'s FP32 main on `texts`; writes calibration.json (and, with `hessians`, hessians.npz for GPTQ
     weight rounding, see quantlab/calibration/hessians.py) and returns its metadata.
 
     host_head: calibrate a copy of the main without decode's LM head and take the logits' range from the head applied
     on the host (runtime/float_head.py; min/max ranges in profiler mode only, mains under 2 GiB): 270M 218 → 181 s, the
-    same ranges but the logits' within float32 rounding. False runs the head in the model, as ai-edge-quantizer does."""
+    same ranges but the logits' within float32 rounding. False runs the head in the model, as ai-edge-quantizer does.
+
+    processes: at most that many windows calibrated side by side, a core each (calibration/windows.py; None: as the
+    cores and memory allow). Min/max ranges without Hessians only; the ranges are the same either way."""
+    if processes is not None and processes < 1:
+        raise UserError(f"--processes must be at least 1, got {processes}")
     with tempfile.TemporaryDirectory(dir=folder if Path(folder).is_dir() else None, prefix=".calibrate-") as tmp:
         return _calibrate(Path(folder), texts, plan, quiet, ranges, capture, hessians,
-                          Path(tmp) if host_head and ranges == "min_max" and capture == "profiler" else None)
+                          Path(tmp) if host_head and ranges == "min_max" and capture == "profiler" else None,
+                          processes)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ class WindowJob:
 
 
 def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, ranges: str, capture: str,
-               hessians: bool, tmp: Path | None) -> dict:
+               hessians: bool, tmp: Path | None, processes: int | None) -> dict:
     import gc
 
     from quantlab.calibration.windows import in_workers, merge_min_max, window_workers
@@ -102,14 +108,15 @@ def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, r
     job = WindowJob(str(folder), str(calibrated), plan.decode_stride, ranges, capture, head is not None)
     arts = None  # (the workers, or the first window, load their own)
     gc.collect()
-    workers = window_workers(main_path, len(wins)) if acc is None and ranges == "min_max" else 1
+    workers = min(processes or len(wins), window_workers(main_path, len(wins))) \
+        if acc is None and ranges == "min_max" else 1
     with bar(len(wins), "calibrating (windows)", quiet) as progress:
         if workers > 1:
             parts = in_workers(job, [wins[i::workers] for i in range(workers)], progress)
         else:
             parts = [calibrate_windows(job, wins, acc, progress)]
     qsvs, counts, head_inputs = None, {}, []
-    for part_qsvs, part_counts, part_inputs in parts:
+    for part_qsvs, part_counts, part_inputs, _ in parts:
         qsvs = merge_min_max(qsvs, part_qsvs)
         counts = {k: counts.get(k, 0) + n for k, n in part_counts.items()}
         head_inputs += part_inputs
@@ -139,6 +146,8 @@ def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, r
         "embedding_range": [round(table[0], 4), round(table[1], 4)],
         "processes": workers,
     }
+    if workers > 1:  # what each worker peaked at (the step's own peak is the parent's)
+        meta["worker_peak_rss_mb"] = [round(p[3], 1) for p in parts]
     if acc is not None:
         meta["hessians"] = {"weight_groups": sum(g.measured for g in acc.groups.values()), "max_dim": MAX_DIM}
     save_ranges(folder / CALIBRATION_FILE, qsvs, meta)
@@ -146,9 +155,9 @@ def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, r
 
 
 def calibrate_windows(job: WindowJob, wins: list[list[int]], acc: HessianAccumulator | None = None,
-                      progress=None) -> tuple[dict[str, Any], dict[str, int], list[np.ndarray]]:
+                      progress=None) -> tuple[dict[str, Any], dict[str, int], list[np.ndarray], float]:
     """Calibrate `wins` one after another, carrying the ranges forward: (ranges, samples per signature, decode's
-    LM-head inputs of each window where `job.head`). `acc` also sums each sample's Hessians; `progress.update(1)` after each window."""
+    LM-head inputs of each window where `job.head`, this process's peak RSS in MB). `acc` also sums each sample's Hessians; `progress.update(1)` after each window."""
     import gc
 
     from ai_edge_quantizer import calibrator, recipe_manager
@@ -198,7 +207,7 @@ def calibrate_windows(job: WindowJob, wins: list[list[int]], acc: HessianAccumul
         gc.collect()
         if progress is not None:
             progress.update(1)
-    return qsvs, counts, head_inputs
+    return qsvs, counts, head_inputs, peak_rss_mb()
 
 
 def _covering_recipe() -> list[dict]:

@@ -120,10 +120,12 @@ def cmd_eval_sim(a: argparse.Namespace) -> int:
 
 def cmd_calibrate(a: argparse.Namespace) -> int:
     meta = api.calibrate_model(a.dir, a.text or (), a.samples, a.decode_stride, a.hessians, a.ranges, a.capture,
-                               a.head == "host")
+                               a.head == "host", a.processes)
     print(f"calibrated on {meta['tokens']} tokens ({meta['windows']} windows, positions 0-{meta['max_position']}): "
           + ", ".join(f"{n} {k} samples" for k, n in meta["samples"].items())
-          + f"; {meta['seconds']:.0f} s, peak RSS {meta['peak_rss_mb'] / 1e3:.1f} GB", file=out())
+          + f"; {meta['seconds']:.0f} s, peak RSS {meta['peak_rss_mb'] / 1e3:.1f} GB"
+          + "".join(f", {len(w)} workers' {' + '.join(f'{x / 1e3:.1f}' for x in w)} GB"
+                    for w in [meta.get("worker_peak_rss_mb")] if w), file=out())
     return 0
 
 
