@@ -2,6 +2,7 @@
 chain first, each step taking the seconds it took in that run.
 
     .venv/bin/python bench/schedule_replay_bench.py DIR [--model gemma3-1b-random] [--no-per-op] [--stages compile evaluate]
+        [--together compile bundle evaluate]
 
 DIR is a finished `quantlab run` folder (its options given again, as to `quantlab run`, so that the lab builds the
 same steps). Each stage's steps are rebuilt by the lab's own builders (Lab.plan) with the memory they declare on a
@@ -10,6 +11,9 @@ one core, an exclusive step on both, the declared memory within 85 % of this mac
   list   — the builders' order (the scheduler before chain-first ordering)
   fresh  — the longest chain first by the typical figures a fresh run has (Step.typical_s, eta.TYPICAL_S)
   known  — the longest chain first by the recorded seconds (a second run of the same folder)
+With --together, the steps of those stages are also replayed as one pass (each step starting once the steps it needs
+have ended, whatever their stage), against the same stages one after another: what a lab without the barriers
+between those stages would save.
 A replay, not a measurement: a step's time beside another step is taken to be what it was in the recorded run.
 """
 
@@ -69,6 +73,7 @@ def main() -> int:
     ap.add_argument("--model", default="gemma3-270m")
     ap.add_argument("--no-per-op", action="store_true")
     ap.add_argument("--stages", nargs="+", default=["compile", "evaluate"])
+    ap.add_argument("--together", nargs="+", default=[])
     a = ap.parse_args()
     lab = Lab(RunConfig(model=a.model, out=a.folder, per_op=not a.no_per_op), log=lambda _: None)
     plan = lab.plan()
@@ -81,8 +86,12 @@ def main() -> int:
     print(f"{a.folder} ({a.model}); memory budget {budget / 1e3:.1f} GB, two slots; seconds as recorded")
     print(f"{'stage':9s} {'steps':>5s} {'added up':>9s} {'list':>8s} {'fresh':>8s} {'known':>8s}  first two started "
           f"(fresh)")
-    for stage in a.stages:
-        steps = [lab.built[n] for n in plan.steps[stage]]
+    apart = {order: 0.0 for order in ("list", "fresh", "known")}
+    rows = [(stage, [stage]) for stage in dict.fromkeys([*a.stages, *a.together])]
+    if a.together:
+        rows.append(("+".join(a.together), a.together))
+    for stage, members in rows:
+        steps = [lab.built[n] for m in members for n in plan.steps[m]]
         missing = [s.name for s in steps if s.name not in recorded]
         if missing:
             print(f"{stage}: no recorded time for {', '.join(missing)}")
@@ -96,6 +105,12 @@ def main() -> int:
         print(f"{stage:9s} {len(steps):5d} {sum(recorded[s.name] for s in steps):9.1f} {walls['list']:8.1f} "
               f"{walls['fresh']:8.1f} {walls['known']:8.1f}  {', '.join(firsts['fresh'])} (list: "
               f"{', '.join(firsts['list'])})")
+        if len(members) == 1 and stage in a.together:
+            for order in apart:
+                apart[order] += walls[order]
+    if a.together:
+        print(f"{'one by one':9s} {'':5s} {'':9s} " + " ".join(f"{apart[o]:8.1f}" for o in ("list", "fresh", "known"))
+              + f"  (the stages {', '.join(a.together)} one after another)")
     return 0
 
 
