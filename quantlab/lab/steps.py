@@ -133,7 +133,7 @@ def check(lab: "Lab", cfg: ConfigView) -> list[Step]:
 def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stage's name
     from quantlab.compile.stage import record as record_compile
 
-    steps, data = [], manifest.load(lab.out)
+    steps = []
     for v in lab.variants[1:]:
         for soc in cfg.socs:
             step = f"compile:{v}:{soc}"
@@ -154,9 +154,12 @@ def compile(lab: "Lab", cfg: ConfigView) -> list[Step]:  # noqa: A001 - the stag
 
             # A compile that failed has no output to check; one that succeeded must still have its file.
             outputs = () if failed else (artifacts.aot_path(lab.path(v), soc),)
-            # peaks 2.3 GB on the 270M, 8.6 (int8) and 6.2 GB (int16_w4) on the 1B shape: two fit side by side there
+            # peaks 2.3 GB on the 270M, 8.6 (int8) and 6.2 GB (int16_w4) on the 1B shape: two fit side by side there.
+            # No typical seconds of its own: which scheme compiles longest differs by model (270M at O3: the searched
+            # recipe 111 s, int16_w4 104, int16_w8 82, int8 61; 1B shape: int8 396, int16_w4 364, int16_w8 217,
+            # searched 182; 2026-12-07 §8, §9), and a guess by scheme ordered the 270M's worse than list order.
             steps.append(Step(step, run, needs=(lab.producer(v),), parts=(soc, True), outputs=outputs,
-                              record=record, memory_gb=2.5, typical_s=_compile_s(data, v)))
+                              record=record, memory_gb=2.5))
     return steps
 
 
@@ -169,11 +172,6 @@ def _bits(data: manifest.Manifest, v: str) -> tuple[int | None, set[int]]:
     return (acts[0] if acts else None,
             {c["weight_tensor_config"]["num_bits"] for c in configs if c.get("weight_tensor_config")})
 
-
-def _compile_s(data: manifest.Manifest, v: str) -> float:
-    """A compile's typical seconds at O3 (1B shape ÷ 3.7, 2026-12-07 §7): int8 and 4-bit weights 85, the rest 45."""
-    acts, weights = _bits(data, v)
-    return 85.0 if 4 in weights or acts == 8 else 45.0
 
 
 def bundle(lab: "Lab", cfg: ConfigView) -> list[Step]:
