@@ -5,8 +5,8 @@
 Prints, for each stage, its wall seconds in the folder's last run (steps of a stage run side by side, so this is
 what the stage cost the run; "—" where the manifest predates it), the seconds its steps took added up, how many steps,
 the peak RSS of the processes they ran in, and the cores its steps kept busy (their CPU seconds ÷ their seconds;
-"—" for a run from before steps recorded their CPU time); with two folders, the two side by side and the ratio of their stage
-times (wall where both have it, else step seconds). The figures are what each step measured when it ran (a step
+"—" for a run from before steps recorded their CPU time); with two folders, the two side by side and the ratio of
+their stage times (wall where both have it, else step seconds). The figures are what each step measured when it ran (a step
 skipped on a re-run keeps its earlier figure), so run the lab fresh (`--overwrite` or a new --out) to time it; note
 any other heavy job that shared the machine.
 """

@@ -34,6 +34,16 @@ def pin_to(cpus: set[int]) -> None:
     _openmp_threads(len(cpus))
 
 
+def core_queue(ctx, n: int):
+    """A queue (of multiprocessing context `ctx`) of this process's cores for `n` spawned workers, each of which takes
+    one and pins itself to it (`pin_to({queue.get()})`): a core each, in turn when there are more workers than cores."""
+    mine = sorted(os.sched_getaffinity(0))
+    queue = ctx.Queue()
+    for i in range(n):
+        queue.put(mine[i % len(mine)])
+    return queue
+
+
 def limit_threads(n: int) -> None:
     """Use `n` threads without pinning: for a process given `n` CPUs by a scheduler that does not pin (a Ray task);
     `cores()` then says `n`."""

@@ -146,7 +146,8 @@ def test_analyze_and_smooth_bad_input(capsys, tiny_artifacts, tmp_path):
     assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())
 
 
-@pytest.mark.parametrize("bad, named", [(["--decode-stride", "-1"], "decode_stride"), (["--processes", "0"], "--processes")])
+@pytest.mark.parametrize("bad, named", [(["--decode-stride", "-1"], "decode_stride"),
+                                        (["--processes", "0"], "--processes")])
 def test_calibrate_bad_numbers(capsys, tiny_artifacts, bad, named):
     before = (tiny_artifacts / "manifest.json").read_bytes()
     rc, err = _run(capsys, "calibrate", str(tiny_artifacts), *bad)

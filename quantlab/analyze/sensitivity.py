@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from quantlab.calibration.capture import CapturePlan, token_windows
 from quantlab.calibration.ranges import load_ranges
 from quantlab.evaluate.evaluator import score
 from quantlab.evaluate.scorers import CachedScorer, LiteRTScorer
-from quantlab.procmon import cores, fit_in_memory, pin_to
+from quantlab.procmon import core_queue, cores, fit_in_memory, pin_to
 from quantlab.progress import steps
 from quantlab.quantize.quantizer import quantize_to
 from quantlab.runtime.session import ArtifactSet
@@ -112,9 +111,7 @@ class Bench:
                 results = list(steps(rows, desc=desc, total=len(recipes), quiet=quiet))
             else:
                 ctx = mp.get_context("spawn")
-                cpus = ctx.Queue()
-                for c in sorted(os.sched_getaffinity(0))[:workers]:
-                    cpus.put(c)
+                cpus = core_queue(ctx, workers)
                 with ctx.Pool(workers, initializer=_start_worker, initargs=(str(self.folder), cpus)) as pool:
                     results = list(steps(pool.imap(_measure_row, recipes), desc=desc, total=len(recipes),
                                          quiet=quiet))

@@ -157,7 +157,8 @@ def _calibrate(folder: Path, texts: list[str], plan: CapturePlan, quiet: bool, r
 def calibrate_windows(job: WindowJob, wins: list[list[int]], acc: HessianAccumulator | None = None,
                       progress=None) -> tuple[dict[str, Any], dict[str, int], list[np.ndarray], float]:
     """Calibrate `wins` one after another, carrying the ranges forward: (ranges, samples per signature, decode's
-    LM-head inputs of each window where `job.head`, this process's peak RSS in MB). `acc` also sums each sample's Hessians; `progress.update(1)` after each window."""
+    LM-head inputs of each window where `job.head`, this process's peak RSS in MB). `acc` also sums each sample's
+    Hessians; `progress.update(1)` after each window."""
     import gc
 
     from ai_edge_quantizer import calibrator, recipe_manager
@@ -170,7 +171,7 @@ def calibrate_windows(job: WindowJob, wins: list[list[int]], acc: HessianAccumul
     # hold a recipe.
     recipes = recipe_manager.RecipeManager()
     recipes.load_quantization_recipe(_covering_recipe())
-    qsvs, head_inputs, arts = None, [], None
+    qsvs, head_inputs = None, []
     counts: dict[str, int] = {}
     for w in wins:
         arts = ArtifactSet(folder, "fp32")

@@ -12,11 +12,10 @@ Moving-average ranges depend on the order and GPTQ's Hessians are summed in one 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from quantlab.procmon import cores, fit_in_memory, pin_to
+from quantlab.procmon import core_queue, cores, fit_in_memory, pin_to
 
 WINDOW_FIXED_BYTES = 3.0e9
 WINDOW_MEMORY_X = 3.0
@@ -47,12 +46,8 @@ def in_workers(job: Any, parts: list[list[list[int]]], progress) -> list[tuple]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
-    cpus = ctx.Queue()
-    mine = sorted(os.sched_getaffinity(0))
-    for i in range(len(parts)):
-        cpus.put(mine[i % len(mine)])
     results = []
-    with ctx.Pool(len(parts), initializer=_start_worker, initargs=(cpus,)) as pool:
+    with ctx.Pool(len(parts), initializer=_start_worker, initargs=(core_queue(ctx, len(parts)),)) as pool:
         for part, res in zip(parts, pool.imap(_run, [(job, part) for part in parts])):
             results.append(res)
             progress.update(len(part))

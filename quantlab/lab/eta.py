@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-# (export, calibrate, analyze: between the 270M's 137, 113 and 408 s (2026-12-07 §9) and the 1B shape's per 270M-size
-# unit, 305, 586 and 1,069 s ÷ 3.7 = 82, 158, 289 (§8); the figures before made a 27-min default run's first ETA 35 min.
+# (export, calibrate, analyze: between the 270M's 137, 113 and 408 s (2026-12-07 §9) and the 1B shape's per
+# 270M-size unit, 305, 586 and 1,069 s ÷ 3.7 = 82, 158, 289 (§8); the figures before made a 27-min default run's
+# first ETA 35 min.
 # compile: the 270M's four O3 compiles took 61-111 s, the 1B shape's 182-396 s ÷ 3.7 = 49-107)
 TYPICAL_S = {"export": 140, "calibrate": 140, "analyze": 420, "quantize": 10, "check": 3, "compile": 85,
              "bundle": 40, "evaluate": 110, "npu_sim": 400}

@@ -173,7 +173,6 @@ def _bits(data: manifest.Manifest, v: str) -> tuple[int | None, set[int]]:
             {c["weight_tensor_config"]["num_bits"] for c in configs if c.get("weight_tensor_config")})
 
 
-
 def bundle(lab: "Lab", cfg: ConfigView) -> list[Step]:
     from quantlab.bundle.builder import LITERT_LM_WINDOW, cache_refused
 
